@@ -1,0 +1,90 @@
+"""The ``tryon`` console script: one entry point, one subcommand per job.
+
+Subcommands are resolved lazily from a table of ``"module:function"`` strings, so
+``tryon --help`` and ``tryon live`` never import torch or the training code. Each
+target is a ``main(argv: list[str] | None) -> int`` that parses its own arguments,
+validates them and calls one library function.
+
+(``realtime`` never imports ``training`` or ``engine_build`` statically; the table
+below names them only as strings, resolved when that subcommand is run.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from realtime import __version__
+
+#: name -> (one-line help, "module:function")
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "make-dataset": ("build STRAT-format data: synthetic, or pseudo-STRAT from real photos",
+                     "training.make_dataset:main"),
+    "train": ("train a model for one accessory category", "training.train:main"),
+    "eval": ("evaluate a checkpoint / ONNX / engine: LSSIM, IoU, Disp", "training.evaluate:main"),
+    "export": ("export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant)",
+               "engine_build.export:main"),
+    "build-engine": ("build a TensorRT engine from an ONNX graph", "engine_build.trt_builder:main"),
+    "doctor": ("on an NVIDIA machine: build engines, check parity, benchmark", "engine_build.doctor:main"),
+    "live": ("try accessories on live from a webcam (or a video file)", "realtime.app:live_main"),
+    "record": ("run the try-on on a video or camera and write an MP4", "realtime.app:record_main"),
+    "demo": ("render a demo video with no webcam and no downloads", "realtime.app:demo_main"),
+    "bench": ("benchmark the pipeline per stage (and steadiness with --stability)", "realtime.bench:main"),
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tryon",
+        description="Real-time virtual accessory try-on via keypoint hallucination.",
+        epilog="Run 'tryon COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"tryon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, _) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def resolve(name: str):
+    """Import and return the ``main`` function of subcommand ``name``."""
+    module_name, func_name = SUBCOMMANDS[name][1].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tryon`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    # Global flags before the command; everything after it belongs to the command.
+    idx = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
+    head, rest = (argv, []) if idx is None else (argv[:idx + 1], argv[idx + 1:])
+    args = parser.parse_args(head)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        func = resolve(args.command)
+    except ModuleNotFoundError as exc:
+        print(f"tryon {args.command}: not available: {exc} "
+              f"(install the extra that provides it, see README)", file=sys.stderr)
+        return 2
+    try:
+        return int(func(rest) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"tryon {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Geometry: homographies, vertex warps, crop<->frame affines, and the warp + composite.
+
+numpy + OpenCV only (no torch). Used by the data builders, training, evaluation and
+the live loop alike.
+
+Conventions:
+    * ``pts_xy`` arrays are (..., 2) with x first; pixel centres at integer coordinates.
+    * 3x3 matrices are named ``<to>_from_<from>``: ``frame_from_crop`` maps crop
+      coordinates into the frame. Homographies from the accessory image to a target
+      image are ``target_from_fg``.
+    * Quads are 4 corners in canonical order TL, TR, BR, BL.
+
+The composite (paper Eq. 5: I_c = M~ * I~_f + (1 - M~) * I_b) comes in two versions
+that must agree within one grey level:
+
+    * :func:`composite_reference`: full-frame float32, straightforward;
+    * :class:`PreparedAccessory` + :func:`composite_roi`: premultiplied-alpha uint8
+      work restricted to the bounding box of the warped quad, so a 1080p frame costs
+      about as much as the accessory's footprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class DegenerateQuadError(ValueError):
+    """A quad cannot define a homography: non-finite, collinear, self-intersecting or tiny."""
+
+
+#: Minimum quad area in pixels^2 below which a homography is refused.
+MIN_QUAD_AREA_PX2 = 4.0
+#: |sin| of the smallest corner angle tolerated (about 0.6 degrees): below it three
+#: corners are treated as collinear and the homography is ill-conditioned.
+MIN_CORNER_SIN = 0.01
+
+
+def _signed_area(quad: np.ndarray) -> float:
+    x, y = quad[:, 0], quad[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def validate_quad(quad_xy: np.ndarray, name: str = "quad", min_area: float = MIN_QUAD_AREA_PX2) -> np.ndarray:
+    """Check that a quad can define a homography; return it as float64 (4, 2).
+
+    Raises:
+        DegenerateQuadError: wrong shape, non-finite values, area below ``min_area``,
+            three nearly collinear corners, or a non-convex / self-intersecting outline.
+    """
+    q = np.asarray(quad_xy, dtype=np.float64)
+    if q.shape != (4, 2):
+        raise DegenerateQuadError(f"{name}: expected 4 points of (x, y), got shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise DegenerateQuadError(f"{name}: non-finite coordinates {q.tolist()}")
+    area = _signed_area(q)
+    if abs(area) < min_area:
+        raise DegenerateQuadError(f"{name}: area {abs(area):.3g} px^2 is below {min_area} px^2")
+    edges = np.roll(q, -1, axis=0) - q
+    crosses = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    lengths = np.linalg.norm(edges, axis=1)
+    sines = crosses / np.maximum(lengths * np.roll(lengths, -1), 1e-12)
+    if np.any(np.abs(sines) < MIN_CORNER_SIN):
+        raise DegenerateQuadError(f"{name}: three corners are (nearly) collinear: {q.round(3).tolist()}")
+    if not (np.all(crosses > 0) or np.all(crosses < 0)):
+        raise DegenerateQuadError(f"{name}: self-intersecting or non-convex outline: {q.round(3).tolist()}")
+    return q
+
+
+def homography_from_quads(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
+    """Homography mapping 4 source points onto 4 destination points (8-unknown DLT, h33=1).
+
+    Equivalent to ``cv2.getPerspectiveTransform`` (SPEC section 2), solved in float64,
+    after checking both quads with :func:`validate_quad`.
+
+    Returns:
+        (3, 3) float64 ``dst_from_src``.
+
+    Raises:
+        DegenerateQuadError: either quad is degenerate, or the system is singular.
+    """
+    src = validate_quad(src_xy, "source quad")
+    dst = validate_quad(dst_xy, "target quad")
+    a = np.zeros((8, 8), dtype=np.float64)
+    b = np.zeros(8, dtype=np.float64)
+    for i, ((x, y), (u, v)) in enumerate(zip(src, dst)):
+        a[2 * i] = (x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y)
+        a[2 * i + 1] = (0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y)
+        b[2 * i], b[2 * i + 1] = u, v
+    try:
+        h = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError as exc:
+        raise DegenerateQuadError(f"singular homography system for {src.tolist()} -> {dst.tolist()}") from exc
+    mat = np.append(h, 1.0).reshape(3, 3)
+    if not np.all(np.isfinite(mat)):
+        raise DegenerateQuadError("homography has non-finite entries")
+    return mat
+
+
+def warp_points(mat: np.ndarray, pts_xy: np.ndarray) -> np.ndarray:
+    """Apply a 3x3 projective (or affine) matrix to points (..., 2)."""
+    pts = np.asarray(pts_xy, dtype=np.float64)
+    flat = pts.reshape(-1, 2)
+    hom = np.concatenate([flat, np.ones((len(flat), 1))], axis=1) @ np.asarray(mat, dtype=np.float64).T
+    w = hom[:, 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = hom[:, :2] / w
+    return out.reshape(pts.shape)
+
+
+def to3x3(mat2x3: np.ndarray) -> np.ndarray:
+    """Lift a 2x3 affine to 3x3."""
+    m = np.eye(3, dtype=np.float64)
+    m[:2] = np.asarray(mat2x3, dtype=np.float64).reshape(2, 3)
+    return m
+
+
+def scale_matrix(sx: float, sy: float | None = None) -> np.ndarray:
+    """3x3 scaling about the origin."""
+    return np.diag([sx, sx if sy is None else sy, 1.0])
+
+
+def resize_matrix(src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> np.ndarray:
+    """``dst_from_src`` for ``cv2.resize`` from ``src_wh`` to ``dst_wh``.
+
+    OpenCV's resize aligns pixel *edges*: x_dst = (x_src + 0.5) * s - 0.5.
+    """
+    sx = dst_wh[0] / src_wh[0]
+    sy = dst_wh[1] / src_wh[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def crop_from_box(center_xy: tuple[float, float], side: float, out_size: int, angle_deg: float = 0.0) -> np.ndarray:
+    """``crop_from_frame``: a square box of ``side`` px (optionally rotated) -> out_size^2.
+
+    The box centre maps to the crop centre ((out_size - 1) / 2); a positive angle
+    rotates the box counter-clockwise on screen, so the crop is de-rotated.
+    """
+    s = out_size / float(side)
+    c = (out_size - 1) / 2.0
+    th = np.deg2rad(angle_deg)
+    cos, sin = np.cos(th) * s, np.sin(th) * s
+    cx, cy = center_xy
+    # p_crop = s * R(-angle) (p - centre) + c, with y pointing down.
+    return np.array([[cos, -sin, c - cos * cx + sin * cy],
+                     [sin, cos, c - sin * cx - cos * cy],
+                     [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def warp_crop(frame: np.ndarray, crop_from_frame: np.ndarray, out_size: int,
+              border_value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
+    """Cut the square crop described by ``crop_from_frame`` out of ``frame`` (bilinear).
+
+    Pixels outside the frame take ``border_value``.
+    """
+    return cv2.warpAffine(frame, np.ascontiguousarray(crop_from_frame[:2]), (out_size, out_size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+
+# --------------------------------------------------------------------------------------
+# Warp + alpha composite
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreparedAccessory:
+    """An accessory prepared once for fast compositing.
+
+    Attributes:
+        premul: (h, w, 4) uint8, colour premultiplied by alpha, alpha in channel 3, in the
+            frame's channel order. Premultiplying before the bilinear warp keeps the
+            transparent pixels' colour from bleeding into the edges.
+        corners_xy: (4, 2) corners of the whole accessory image, for the footprint.
+    """
+
+    premul: np.ndarray
+    corners_xy: np.ndarray
+
+    @staticmethod
+    def from_rgba(image_rgba: np.ndarray, to_bgr: bool = True) -> "PreparedAccessory":
+        """Prepare an RGBA uint8 image; ``to_bgr`` swaps colour to OpenCV frame order."""
+        img = np.asarray(image_rgba)
+        if img.ndim != 3 or img.shape[2] != 4 or img.dtype != np.uint8:
+            raise ValueError(f"accessory image must be (h, w, 4) uint8 RGBA, got {img.shape} {img.dtype}")
+        colour = img[..., [2, 1, 0]] if to_bgr else img[..., :3]
+        alpha = img[..., 3:4].astype(np.uint16)
+        premul = np.empty_like(img)
+        premul[..., :3] = ((colour.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+        premul[..., 3] = img[..., 3]
+        h, w = img.shape[:2]
+        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+        return PreparedAccessory(premul=np.ascontiguousarray(premul), corners_xy=corners)
+
+
+def footprint_box(frame_from_fg: np.ndarray, corners_xy: np.ndarray, frame_wh: tuple[int, int]
+                  ) -> tuple[int, int, int, int] | None:
+    """Integer box (x0, y0, x1, y1), exclusive end, of the warped quad clipped to the frame.
+
+    Returns None when the quad is entirely outside the frame, or when a corner maps
+    behind the camera (w <= 0), in which case the warp is not drawable.
+    """
+    hom = np.concatenate([corners_xy, np.ones((4, 1))], axis=1) @ frame_from_fg.T
+    if np.any(hom[:, 2] <= 1e-9) or not np.all(np.isfinite(hom)):
+        return None
+    pts = hom[:, :2] / hom[:, 2:3]
+    # One pixel of margin: bilinear sampling reaches half a pixel beyond the corners.
+    x0 = max(int(np.floor(pts[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(pts[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 2, frame_wh[0])
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 2, frame_wh[1])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def composite_roi(frame: np.ndarray, acc: PreparedAccessory, frame_from_fg: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Warp the accessory into ``frame`` and alpha-composite it **in place**, ROI only.
+
+    Only the bounding box of the warped quad is touched: ``cv2.warpPerspective`` writes a
+    box-sized patch (the homography is pre-translated by the box origin), and the blend
+    out = premul + bg * (255 - a) / 255 runs in uint8 with OpenCV's saturating, rounding
+    arithmetic.
+
+    Args:
+        frame: (H, W, 3) uint8, same channel order as ``acc.premul``; modified in place.
+        acc: the prepared accessory.
+        frame_from_fg: 3x3 homography from accessory pixels to frame pixels.
+
+    Returns:
+        The box (x0, y0, x1, y1) that was composited, or None if nothing was drawn.
+    """
+    h, w = frame.shape[:2]
+    box = footprint_box(frame_from_fg, acc.corners_xy, (w, h))
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    patch = cv2.warpPerspective(acc.premul, shift @ frame_from_fg, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    roi = frame[y0:y1, x0:x1]
+    inv_alpha = cv2.cvtColor(255 - patch[..., 3], cv2.COLOR_GRAY2BGR)
+    blended = cv2.add(cv2.multiply(roi, inv_alpha, scale=1.0 / 255.0), patch[..., :3])
+    roi[...] = blended
+    return box
+
+
+def composite_reference(frame: np.ndarray, acc: PreparedAccessory, frame_from_fg: np.ndarray) -> np.ndarray:
+    """Full-frame float32 reference of :func:`composite_roi` (returns a new frame)."""
+    h, w = frame.shape[:2]
+    warped = cv2.warpPerspective(acc.premul.astype(np.float32), frame_from_fg, (w, h),
+                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = warped[..., 3:4] / 255.0
+    out = warped[..., :3] + frame.astype(np.float32) * (1.0 - a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def warp_mask(frame_from_fg: np.ndarray, alpha: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
+    """Warp an accessory alpha (h, w) uint8/float into a target of ``out_wh`` (float32 0..1)."""
+    a = np.asarray(alpha, dtype=np.float32)
+    if a.max() > 1.0:
+        a = a / 255.0
+    return cv2.warpPerspective(a, frame_from_fg, out_wh, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -1,0 +1,72 @@
+"""Codec: Gaussian targets <-> soft-argmax decoding, numpy/torch agreement, corner order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.codec import HeatmapCodec, canonical_corner_order, flip_corners_horizontally
+from realtime.config import CodecConfig
+
+
+@pytest.mark.parametrize("size", [224, 448])
+def test_gaussian_round_trip_subpixel_and_borders(rng, size):
+    codec = HeatmapCodec()
+    interior = rng.uniform(0, size - 1, size=(40, 2))
+    border = np.array([[0.0, 0.0], [0.3, size - 1.2], [size - 1.0, 5.7], [size - 1.4, size - 1.0],
+                       [0.45, 100.25], [size - 0.6, size / 2]])
+    for pts in np.concatenate([interior, border]).reshape(-1, 2, 2):
+        hm = codec.encode(pts, (size, size))
+        dec = codec.decode(hm)
+        assert np.abs(dec.pts_xy - pts).max() <= 0.05, (pts, dec.pts_xy)
+        assert np.allclose(dec.peak, 1.0, atol=0.02)
+
+
+def test_target_peak_sigma_and_radius():
+    codec = HeatmapCodec(CodecConfig(radius=20))
+    assert codec.sigma == pytest.approx(41 / 6)
+    hm = codec.encode(np.array([[50.0, 60.0]]), (128, 128))[0]
+    assert hm[60, 50] == pytest.approx(1.0)
+    assert hm[60, 50 + 7] == pytest.approx(np.exp(-49 / (2 * codec.sigma ** 2)), rel=1e-5)
+    assert hm[60, 50 + 21] == 0.0  # beyond the radius g
+    assert hm.dtype == np.float32
+
+
+def test_paper_softargmax_integer_points():
+    codec = HeatmapCodec(CodecConfig(refine="none"))
+    pts = np.array([[10.0, 20.0], [100.0, 3.0], [0.0, 223.0], [223.0, 0.0]])
+    dec = codec.decode(codec.encode(pts, (224, 224)))
+    assert np.abs(dec.pts_xy - pts).max() <= 0.05
+
+
+def test_numpy_and_torch_decoders_agree(rng):
+    torch = pytest.importorskip("torch")
+    codec = HeatmapCodec()
+    hm = np.stack([codec.encode(rng.uniform(0, 111, (4, 2)), (112, 112)) for _ in range(3)])
+    hm = np.clip(hm + rng.normal(0, 0.02, hm.shape).astype(np.float32), 0, 1)  # not a perfect Gaussian
+    a = codec.decode(hm).pts_xy
+    b = codec.decode_torch(torch.from_numpy(hm)).numpy()
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_decode_hand_made_peak():
+    hm = np.zeros((1, 4, 32, 32), np.float32)
+    for k, (x, y) in enumerate([(3, 4), (28, 4), (28, 29), (3, 29)]):
+        hm[0, k, y, x] = 0.9
+    dec = HeatmapCodec().decode(hm)
+    assert dec.pts_xy.shape == (1, 4, 2)
+    assert np.allclose(dec.pts_xy[0], [(3, 4), (28, 4), (28, 29), (3, 29)], atol=1e-3)
+    assert np.allclose(dec.confidence, 0.9)
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2, 3), (2, 0, 3, 1), (3, 2, 1, 0), (1, 3, 0, 2)])
+def test_canonical_corner_order(perm):
+    quad = np.array([[10, 12], [90, 8], [95, 60], [5, 55]], float)
+    assert np.allclose(canonical_corner_order(quad[list(perm)]), quad)
+
+
+def test_flip_relabels_corners():
+    quad = np.array([[10, 12], [90, 8], [95, 60], [5, 55]], float)
+    flipped = flip_corners_horizontally(quad, 100)
+    assert np.allclose(flipped, canonical_corner_order(flipped))
+    assert np.allclose(flip_corners_horizontally(flipped, 100), quad)

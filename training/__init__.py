@@ -1,0 +1,1 @@
+"""Datasets, augmentation, losses, training loop and evaluation (depends on ``realtime``)."""
