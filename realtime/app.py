@@ -1,0 +1,641 @@
+"""The product: ``tryon live``, ``tryon record`` and ``tryon demo``.
+
+Each ``*_main(argv)`` parses its options, checks them and calls one function here
+(:func:`run_live`, :func:`run_record`, :func:`run_demo`), which wires a frame source, a
+:class:`~realtime.pipeline.TryOnPipeline` and sinks (window, recorder, keypoint log,
+virtual camera) into a :class:`~realtime.pipeline.FrameLoop`.
+
+Exit status: 0 done (also after Ctrl-C / SIGTERM, the outputs are finalised), 2 for
+problems the user must fix, with one message naming the cause:
+
+* no camera: ``camera N is not available; cameras found: ...``;
+* an accessory that cannot be read: ``accessory image not found: PATH`` /
+  ``cannot read image PATH ...`` (skipped with that message while others remain; exit 2
+  when none remain);
+* a missing or mismatched model: the :class:`~realtime.backends.base.BackendError` text;
+* ``--virtual-cam`` without ``pyvirtualcam`` installed, or no display for the window.
+
+Keys in the live window: n / right arrow next accessory, p / left arrow previous,
+c category, m mirror, s smoothing, h HUD, r start/stop recording, space screenshot,
+q / Esc quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from realtime.accessories import Accessory, accessory_by_name, bundled_accessories, load_accessory
+from realtime.backends.base import BackendError
+from realtime.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
+                              open_source)
+from realtime.config import CATEGORIES, load_config
+from realtime.models import BACKEND_CHOICES, ModelResolver, default_threads
+from realtime.pipeline import STATUS_OK as EST_OK
+from realtime.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
+from realtime.record import KeypointLog, RecorderError, VideoRecorder, terminate_as_interrupt
+from realtime.render import draw_hud, draw_quad, mirror
+from realtime.smoothing import SmoothingConfig
+
+log = logging.getLogger(__name__)
+
+KEY_HELP = ("keys: n/-> next  p/<- previous  c category  m mirror  s smoothing  h HUD  "
+            "r record  space screenshot  q/Esc quit")
+#: Arrow-key codes from cv2.waitKeyEx: GTK/Qt on Linux, then Windows.
+_RIGHT = (65363, 2555904, 0xFF53)
+_LEFT = (65361, 2424832, 0xFF51)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class UsageError(RuntimeError):
+    """A problem the user must fix (bad input, missing device or package): exit status 2."""
+
+
+# --------------------------------------------------------------------------------------
+# Options shared by the commands
+# --------------------------------------------------------------------------------------
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> (1280, 720)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must look like 1280x720, got {text!r}") from None
+    if w < 64 or h < 64:
+        raise argparse.ArgumentTypeError(f"resolution {text} is too small")
+    return w, h
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="auto: tensorrt if an engine is given and importable, else onnxruntime if an ONNX "
+                        "model is given, else torch")
+    g.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
+                   help="torch checkpoint (.pt); repeat for several categories")
+    g.add_argument("--onnx", action="append", default=[], metavar="PATH",
+                   help="ONNX per-frame graph (or a 'tryon export' folder)")
+    g.add_argument("--engine", action="append", default=[], metavar="PATH", help="TensorRT engine")
+    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
+    g.add_argument("--threads", type=int, default=None,
+                   help=f"CPU inference threads (default: half the cores, here {default_threads()})")
+    g.add_argument("--smoothing", action="append", default=[], metavar="KEY=VALUE",
+                   help="SmoothingConfig override, e.g. beta=2 or min_cutoff=0.5 (repeatable)")
+
+
+def _add_accessory_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("accessories")
+    g.add_argument("--accessory", action="append", default=[], metavar="NAME_OR_PATH",
+                   help="bundled name (glasses/round, hat/fedora, tie/bow_tie, ...) or an image file; "
+                        "repeatable (default: all bundled accessories)")
+    g.add_argument("--category", choices=CATEGORIES, help="starting category / category of image files")
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keypoints-out", type=Path, metavar="FILE.jsonl",
+                   help="JSON lines: frame, timestamp, raw and smoothed keypoints, confidence, latency")
+    p.add_argument("--show-keypoints", action="store_true", help="draw the keypoint quad (debug)")
+
+
+@dataclass
+class Session:
+    """What every command builds from the shared options."""
+
+    resolver: ModelResolver
+    pipeline: TryOnPipeline
+    smoothing: SmoothingConfig
+
+    def backend_description(self) -> str:
+        return self.resolver.describe(self.pipeline.category)
+
+    def close(self) -> None:
+        self.resolver.close()
+
+
+def load_catalogue(names_or_paths: Sequence[str], category: str | None) -> dict[str, list[Accessory]]:
+    """Accessories by category from names / image paths; all bundled ones when none given.
+
+    Unreadable entries are skipped with an error message naming the file.
+
+    Raises:
+        UsageError: none of the given accessories could be loaded.
+    """
+    if not names_or_paths:
+        return {c: bundled_accessories(c) for c in CATEGORIES}
+    out: dict[str, list[Accessory]] = {}
+    problems = []
+    for item in names_or_paths:
+        path = Path(item)
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES or path.exists():
+                try:
+                    acc = load_accessory(path, None)
+                except ValueError as exc:
+                    if category is None or "cannot tell the category" not in str(exc):
+                        raise
+                    acc = load_accessory(path, category)
+            else:
+                acc = accessory_by_name(item)
+        except (FileNotFoundError, ValueError) as exc:
+            log.error("skipping accessory %s: %s", item, exc)
+            problems.append(str(exc))
+            continue
+        out.setdefault(acc.category, []).append(acc)
+    if not out:
+        raise UsageError("no usable accessory: " + "; ".join(problems))
+    return {c: out[c] for c in CATEGORIES if c in out}
+
+
+def build_session(args: argparse.Namespace, categories: Sequence[str] | None = None) -> Session:
+    """Resolver + catalogue + pipeline from the shared options."""
+    smoothing = load_config(SmoothingConfig, overrides=args.smoothing)
+    resolver = ModelResolver(args.backend, checkpoints=args.checkpoint, onnx=args.onnx, engines=args.engine,
+                             device=args.device, precision=args.precision, threads=args.threads)
+    catalogue = load_catalogue(args.accessory, args.category)
+    if categories is not None:
+        catalogue = {c: a for c, a in catalogue.items() if c in categories}
+    start = args.category
+    if start is None and resolver.user_categories:
+        start = next((c for c in resolver.user_categories if c in catalogue), None)
+    if start is not None and start not in catalogue:
+        names = ", ".join(a.name for accs in catalogue.values() for a in accs)
+        raise UsageError(f"no accessory of category {start!r} among {names}")
+    pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing)
+    log.info("model for %s: %s", pipeline.category, resolver.describe(pipeline.category))
+    return Session(resolver, pipeline, smoothing)
+
+
+# --------------------------------------------------------------------------------------
+# Sinks
+# --------------------------------------------------------------------------------------
+
+def hud_text(out: Output, session: Session, extra: Sequence[str] = (),
+             offline_frames: int | None = None) -> tuple[list[str], str | None]:
+    """HUD lines and the warning line (None when all is well) for one output.
+
+    Live: display FPS and inference rate. Offline (``offline_frames`` = total frames, for
+    rendered videos whose playback rate is fixed): frame number and per-frame latencies.
+    """
+    est = out.estimate
+    infer_ms = est.times_ms.get("infer", 0.0) if est else 0.0
+    pipe = session.pipeline
+    acc = pipe.accessory
+    n = len(pipe.catalogue[pipe.category])
+    idx = pipe.catalogue[pipe.category].index(acc) + 1
+    if offline_frames is None:
+        speed = f"display {out.display_fps:5.1f} fps | inference {out.inference_hz:5.1f} Hz, {infer_ms:4.0f} ms"
+    else:
+        speed = (f"frame {out.frame.index + 1}/{offline_frames} | inference {infer_ms:4.0f} ms, "
+                 f"all stages {sum(out.times_ms.values()):4.0f} ms")
+    lines = [f"{speed} | {session.backend_description()}",
+             f"{acc.name} ({idx}/{n}) | smoothing {'on' if pipe.smoother.enabled else 'off'}"
+             + (f" | conf {est.confidence:.2f}" if est and est.confidence is not None else ""),
+             *extra]
+    warning = None
+    if out.source_status != STATUS_OK:
+        warning = out.source_status
+    elif est is not None and est.status != EST_OK:
+        warning = "no face found" if est.roi is None else est.status
+    elif session.resolver.untrained(pipe.category):
+        warning = "UNTRAINED weights: placements are meaningless"
+    return lines, warning
+
+
+class KeypointSink:
+    """Writes one JSON line per (non-stale) output frame."""
+
+    def __init__(self, path: Path) -> None:
+        self.log = KeypointLog(path)
+
+    def __call__(self, out: Output) -> None:
+        if out.stale:
+            return
+        if out.estimate is None:
+            self.log.write({"frame": out.frame.index, "timestamp": round(out.frame.timestamp, 6),
+                            "inferred_frame": None, "accessory": None, "category": None, "raw": None,
+                            "smoothed": None, "confidence": None, "visible": False, "status": "no estimate yet",
+                            "latency_ms": {k: round(v, 3) for k, v in out.times_ms.items()}})
+            return
+        self.log.write(out.estimate.record(out.frame, extra_ms=out.times_ms))
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class RecordSink:
+    """Writes every (non-stale) composite into a :class:`VideoRecorder`, opened lazily."""
+
+    def __init__(self, path: Path, fps: float, hud: Session | None = None, drop_when_full: bool = False,
+                 show_keypoints: bool = False, hud_extra: Sequence[str] = (),
+                 offline_frames: int | None = None) -> None:
+        self.path, self.fps, self.hud, self.drop = path, fps, hud, drop_when_full
+        self.show_keypoints, self.hud_extra, self.offline_frames = show_keypoints, hud_extra, offline_frames
+        self.recorder: VideoRecorder | None = None
+        self.reports: list[Any] = []
+
+    def __call__(self, out: Output) -> None:
+        if out.stale:
+            return
+        img = out.composite
+        if self.hud is not None or self.show_keypoints:
+            img = img.copy()
+            if self.show_keypoints and out.estimate is not None and out.estimate.smooth_pts_xy is not None:
+                draw_quad(img, out.estimate.smooth_pts_xy)
+            if self.hud is not None:
+                draw_hud(img, *hud_text(out, self.hud, self.hud_extra, self.offline_frames))
+        if self.recorder is None:
+            self.recorder = VideoRecorder(self.path, self.fps, (img.shape[1], img.shape[0]),
+                                          drop_when_full=self.drop)
+            log.info("recording to %s (%s)", self.recorder.path, self.recorder.codec)
+        self.recorder.write(img)
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            report = self.recorder.close()
+            self.reports.append(report)
+            log.info("%s", report.summary())
+            self.recorder = None
+
+
+class VirtualCamSink:
+    """Sends composites to a virtual camera (``pyvirtualcam``), un-mirrored, no HUD."""
+
+    def __init__(self, size_wh: tuple[int, int], fps: float) -> None:
+        try:
+            import pyvirtualcam  # optional
+        except ImportError:
+            raise UsageError("--virtual-cam needs the optional package pyvirtualcam "
+                             "(pip install pyvirtualcam; on Linux also the v4l2loopback module)") from None
+        try:
+            self.cam = pyvirtualcam.Camera(width=size_wh[0], height=size_wh[1], fps=fps)
+        except RuntimeError as exc:
+            raise UsageError(f"cannot open a virtual camera: {exc}") from exc
+        log.info("virtual camera: %s", self.cam.device)
+
+    def __call__(self, out: Output) -> None:
+        if out.stale:
+            return
+        img = out.composite
+        if (img.shape[1], img.shape[0]) != (self.cam.width, self.cam.height):
+            img = cv2.resize(img, (self.cam.width, self.cam.height), interpolation=cv2.INTER_AREA)
+        self.cam.send(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+    def close(self) -> None:
+        self.cam.close()
+
+
+def check_display() -> None:
+    """Fail early (instead of a GUI toolkit abort) when no display is available."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("no display found ($DISPLAY is not set): run with --no-display "
+                         "(and --record FILE, --virtual-cam or --keypoints-out)")
+
+
+@dataclass
+class ViewState:
+    """Toggles of the live window."""
+
+    mirror: bool = True
+    hud: bool = True
+    show_keypoints: bool = False
+    quit: bool = False
+    screenshot_dir: Path = field(default_factory=Path.cwd)
+
+
+class LiveView:
+    """The window: mirror + HUD + keys. Key handling is separate (:meth:`handle_key`) so
+    it can be tested without a window.
+
+    Args:
+        session: the pipeline and its models.
+        state: the toggles.
+        recorder: recording sink toggled by ``r`` (created with the ``--record`` path or
+            a timestamped name).
+        record_path: where ``r`` records when no ``--record`` was given.
+        fps: recording frame rate.
+    """
+
+    WINDOW = "tryon live"
+
+    def __init__(self, session: Session, state: ViewState, record_path: Path | None, fps: float,
+                 show_window: bool = True) -> None:
+        self.session, self.state, self.fps = session, state, fps
+        self.record_path = record_path
+        self.recorder: RecordSink | None = None
+        self.show_window = show_window
+        self.last_view: np.ndarray | None = None
+        if show_window:
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL)
+
+    def toggle_recording(self) -> None:
+        if self.recorder is None:
+            path = self.record_path or Path(f"tryon_{_dt.datetime.now():%Y%m%d_%H%M%S}.mp4")
+            self.recorder = RecordSink(path, self.fps, drop_when_full=True)
+            log.info("recording to %s (press r to stop)", path)
+        else:
+            self.recorder.close()
+            self.recorder = None
+            self.record_path = None  # the next r starts a new file
+
+    def screenshot(self, out: Output) -> Path:
+        img = mirror(out.composite) if self.state.mirror else out.composite
+        path = self.state.screenshot_dir / f"tryon_{_dt.datetime.now():%Y%m%d_%H%M%S_%f}.png"
+        if not cv2.imwrite(str(path), img):
+            log.error("could not write screenshot %s", path)
+        else:
+            log.info("screenshot: %s", path)
+        return path
+
+    def handle_key(self, key: int, out: Output | None = None) -> bool:
+        """Apply one key code (``cv2.waitKeyEx``); False means quit."""
+        if key < 0:
+            return True
+        ch = chr(key & 0xFF).lower() if key < 0x100 else ""
+        pipe = self.session.pipeline
+        try:
+            if ch in ("q", "\x1b"):
+                self.state.quit = True
+                return False
+            if ch == "n" or key in _RIGHT:
+                log.info("accessory: %s", pipe.next_accessory(+1).name)
+            elif ch == "p" or key in _LEFT:
+                log.info("accessory: %s", pipe.next_accessory(-1).name)
+            elif ch == "c":
+                log.info("category: %s (%s)", pipe.cycle_category(), self.session.backend_description())
+            elif ch == "m":
+                self.state.mirror = not self.state.mirror
+            elif ch == "s":
+                pipe.smoother.enabled = not pipe.smoother.enabled
+                log.info("smoothing %s", "on" if pipe.smoother.enabled else "off")
+            elif ch == "h":
+                self.state.hud = not self.state.hud
+            elif ch == "r":
+                self.toggle_recording()
+            elif ch == " " and out is not None:
+                self.screenshot(out)
+        except (BackendError, RecorderError) as exc:  # keep running on the current selection
+            log.error("%s", exc)
+        return True
+
+    def __call__(self, out: Output) -> bool:
+        if self.recorder is not None:
+            self.recorder(out)
+        view = mirror(out.composite) if self.state.mirror else out.composite.copy()
+        if out.stale:
+            view = (view.astype(np.uint16) // 2).astype(np.uint8)
+        if self.state.show_keypoints and out.estimate is not None and out.estimate.smooth_pts_xy is not None:
+            pts = out.estimate.smooth_pts_xy.copy()
+            if self.state.mirror:
+                pts[:, 0] = view.shape[1] - 1 - pts[:, 0]
+            draw_quad(view, pts)
+        if self.state.hud:
+            extra = [KEY_HELP] + (["REC"] if self.recorder is not None else [])
+            draw_hud(view, *hud_text(out, self.session, extra))
+        self.last_view = view
+        if not self.show_window:
+            return True
+        cv2.imshow(self.WINDOW, view)
+        return self.handle_key(cv2.waitKeyEx(1), out)
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+        if self.show_window:
+            cv2.destroyWindow(self.WINDOW)
+
+
+# --------------------------------------------------------------------------------------
+# Commands (library functions)
+# --------------------------------------------------------------------------------------
+
+def _close_all(sinks: Sequence[Any]) -> None:
+    errors = []
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if close is None:
+            continue
+        try:
+            close()
+        except (RecorderError, OSError) as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _run(source: FrameSource, session: Session, sinks: list[Any], mode: str, duration_s: float | None = None,
+         on_frame: Any = None) -> LoopReport:
+    try:
+        with terminate_as_interrupt():
+            loop = FrameLoop(source, session.pipeline, sinks, mode=mode, duration_s=duration_s, on_frame=on_frame)
+            report = loop.run()
+    finally:
+        try:
+            _close_all(sinks)
+        finally:
+            source.close()
+            session.close()
+    for sink in sinks:
+        report.outputs += [r.summary() for r in getattr(sink, "reports", [])]
+        if isinstance(sink, KeypointSink):
+            report.outputs.append(f"wrote {sink.log.path}: {sink.log.lines} keypoint records")
+    if report.frames_out:
+        log.info("per-stage latency:\n%s", report.stats.table())
+    return report
+
+
+def run_live(args: argparse.Namespace) -> LoopReport:
+    """``tryon live``: camera or video -> try-on -> window / recording / virtual camera."""
+    if not args.no_display:
+        check_display()
+    session = build_session(args)
+    source = None
+    sinks: list[Any] = []
+    try:
+        source = open_source(camera=args.camera, video=args.video, size_wh=args.resolution, fps=args.fps,
+                             realtime=not args.no_pace, loop=args.loop)
+        log.info("source: %s", source.describe())
+        fps = source.fps
+        if args.keypoints_out:
+            sinks.append(KeypointSink(args.keypoints_out))
+        if args.virtual_cam:
+            sinks.append(VirtualCamSink(source.size_wh, fps))
+        view = LiveView(session, ViewState(mirror=not args.no_mirror, hud=not args.no_hud,
+                                           show_keypoints=args.show_keypoints,
+                                           screenshot_dir=args.screenshot_dir),
+                        record_path=args.record, fps=fps, show_window=not args.no_display)
+        sinks.append(view)
+        if args.record:
+            view.toggle_recording()
+    except BaseException:
+        _close_all(sinks)
+        if source is not None:
+            source.close()
+        session.close()
+        raise
+    return _run(source, session, sinks, args.mode)
+
+
+def run_record(args: argparse.Namespace) -> LoopReport:
+    """``tryon record``: every processed frame of a video / camera written to a file.
+
+    From a file every frame is inferred; from a camera, inference runs asynchronously when
+    it is slower than the camera, so the file plays at the camera's speed.
+    """
+    session = build_session(args)
+    sinks: list[Any] = []
+    try:
+        if args.video is not None:
+            source: FrameSource = VideoFileSource(args.video)
+        else:
+            source = open_source(camera=args.camera, size_wh=args.resolution, fps=args.fps)
+    except BaseException:
+        session.close()
+        raise
+    log.info("source: %s", source.describe())
+    if args.keypoints_out:
+        sinks.append(KeypointSink(args.keypoints_out))
+    sinks.append(RecordSink(args.out, source.fps, hud=session if args.hud else None,
+                            show_keypoints=args.show_keypoints, offline_frames=source.frame_count))
+    # A file: every frame inferred. A camera: its frames come at their own pace, so
+    # inference goes asynchronous when slower, and the video keeps the camera's timing.
+    return _run(source, session, sinks, "sync" if args.video is not None else "auto", duration_s=args.duration)
+
+
+def demo_schedule(catalogue: dict[str, list[Accessory]]) -> list[Accessory]:
+    """Accessories interleaved across categories: g0, h0, t0, g1, h1, t1, ..."""
+    out = []
+    for i in range(max(len(v) for v in catalogue.values())):
+        out.extend(v[i] for v in catalogue.values() if i < len(v))
+    return out
+
+
+def run_demo(args: argparse.Namespace) -> LoopReport:
+    """``tryon demo``: the astronaut portrait under synthetic camera motion, cycling accessories."""
+    from skimage.data import astronaut  # public-domain portrait bundled with scikit-image
+
+    session = build_session(args)
+    source = PortraitMotionSource(astronaut(), size_wh=args.resolution, fps=args.fps, seconds=args.seconds)
+    schedule = demo_schedule(session.pipeline.catalogue)
+    per = max(1, int(round(args.switch_every * args.fps)))
+    log.info("demo: %d frames at %dx%d, %d accessories, switching every %d frames", source.frame_count,
+             *source.size_wh, len(schedule), per)
+
+    def on_frame(frame: Any) -> None:
+        acc = schedule[(frame.index // per) % len(schedule)]
+        if acc is not session.pipeline.accessory:
+            session.pipeline.select(acc)
+
+    sinks: list[Any] = []
+    if args.keypoints_out:
+        sinks.append(KeypointSink(args.keypoints_out))
+    credit = "demo: synthetic camera motion over the astronaut portrait (public domain, scikit-image)"
+    sinks.append(RecordSink(args.out, source.fps, hud=None if args.no_hud else session,
+                            show_keypoints=args.show_keypoints, hud_extra=[credit],
+                            offline_frames=source.frame_count))
+    return _run(source, session, sinks, "sync", on_frame=on_frame)
+
+
+# --------------------------------------------------------------------------------------
+# CLI mains
+# --------------------------------------------------------------------------------------
+
+def _call(fn: Any, args: argparse.Namespace, prog: str) -> int:
+    """Run a command function; print its summary; map user-fixable errors to exit 2."""
+    # FFmpeg prints an error for every H.264 encoder it probes and lacks (pip wheels have
+    # none usable); the recorder reports the codec it chose instead. Set the variable to
+    # 24 (warning) to see FFmpeg's messages. Read once, when FFmpeg is first used.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        report = fn(args)
+    except (UsageError, CameraError, BackendError, RecorderError, FileNotFoundError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{prog}: {report.summary()}")
+    for line in report.outputs:
+        print(f"{prog}: {line}")
+    return 0
+
+
+def live_main(argv: list[str] | None = None) -> int:
+    """``tryon live``."""
+    p = argparse.ArgumentParser(prog="tryon live", description="Try accessories on live, from a webcam or a video.",
+                                epilog=KEY_HELP)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, default=0, help="camera index (default 0)")
+    src.add_argument("--video", type=Path, help="video file instead of a camera")
+    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH",
+                   help="requested camera resolution (default 1280x720)")
+    p.add_argument("--fps", type=float, default=30.0, help="requested camera frame rate")
+    p.add_argument("--no-pace", action="store_true", help="with --video: every frame, as fast as possible")
+    p.add_argument("--loop", action="store_true", help="with --video: start over at the end")
+    p.add_argument("--mode", choices=("auto", "sync", "async"), default="auto",
+                   help="async: inference on a worker thread, display at camera rate (auto: when "
+                        "inference is slower than the camera)")
+    p.add_argument("--no-display", action="store_true", help="no window (headless)")
+    p.add_argument("--no-mirror", action="store_true", help="do not mirror the preview")
+    p.add_argument("--no-hud", action="store_true", help="start with the HUD hidden")
+    p.add_argument("--virtual-cam", action="store_true", help="send the result to a virtual camera (pyvirtualcam)")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="record the composite (no mirror, no HUD) from the start; r toggles")
+    p.add_argument("--screenshot-dir", type=Path, default=Path.cwd(), help="where space saves PNGs")
+    _add_accessory_args(p)
+    _add_model_args(p)
+    _add_output_args(p)
+    args = p.parse_args(argv)
+    if args.no_display and not (args.record or args.virtual_cam or args.keypoints_out):
+        log.warning("--no-display without --record, --virtual-cam or --keypoints-out: nothing is kept")
+    print(f"tryon live: {KEY_HELP}")
+    return _call(run_live, args, "tryon live")
+
+
+def record_main(argv: list[str] | None = None) -> int:
+    """``tryon record``."""
+    p = argparse.ArgumentParser(prog="tryon record",
+                                description="Run the try-on on a video or camera and write every frame to a file.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", type=Path, help="input video")
+    src.add_argument("--camera", type=int, help="camera index")
+    p.add_argument("--out", type=Path, required=True, help="output video (.mp4, or .avi)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds of input")
+    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH",
+                   help="requested camera resolution")
+    p.add_argument("--fps", type=float, default=30.0, help="requested camera frame rate")
+    p.add_argument("--hud", action="store_true", help="burn the HUD into the video")
+    _add_accessory_args(p)
+    _add_model_args(p)
+    _add_output_args(p)
+    args = p.parse_args(argv)
+    if args.duration is not None and args.duration <= 0:
+        p.error("--duration must be > 0")
+    return _call(run_record, args, "tryon record")
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    """``tryon demo``."""
+    p = argparse.ArgumentParser(prog="tryon demo",
+                                description="Render a try-on demo video from scikit-image's astronaut portrait "
+                                            "under synthetic camera motion (no webcam, no download).")
+    p.add_argument("--out", type=Path, default=Path("demo.mp4"), help="output video")
+    p.add_argument("--seconds", type=float, default=10.0, help="duration")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate")
+    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH")
+    p.add_argument("--switch-every", type=float, default=1.5, metavar="S", help="seconds per accessory")
+    p.add_argument("--no-hud", action="store_true", help="no HUD in the video")
+    _add_accessory_args(p)
+    _add_model_args(p)
+    _add_output_args(p)
+    args = p.parse_args(argv)
+    if args.seconds <= 0 or args.fps <= 0 or args.switch_every <= 0:
+        p.error("--seconds, --fps and --switch-every must be > 0")
+    return _call(run_demo, args, "tryon demo")

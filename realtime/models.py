@@ -1,0 +1,225 @@
+"""Which model serves each accessory category, and on which backend.
+
+Resolution order per category (first hit wins):
+
+1. an artifact the user passed (``--engine``, ``--onnx``, ``--checkpoint``; each may be
+   given once per category, the category is read from the artifact itself);
+2. shipped weights in ``realtime/weights/`` (``<category>*.pt`` checkpoints, and ONNX /
+   engine files named by :func:`realtime.artifacts.artifact_name`, per-frame graph);
+3. a randomly initialised ``lite`` torch network, with a loud warning: its placements are
+   meaningless until weights are installed.
+
+``--backend auto`` picks TensorRT when an engine is available and ``tensorrt`` imports,
+else ONNX Runtime when an ONNX model is available, else torch. An explicit backend uses
+only artifacts of its kind and says what to pass when there is none.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from realtime.artifacts import parse_artifact_name
+from realtime.backends.base import Backend, BackendError, backend_class
+from realtime.config import CATEGORIES, check_category, model_preset
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
+#: Artifact suffix per backend name.
+_SUFFIX = {"tensorrt": ".engine", "onnxruntime": ".onnx", "torch": ".pt"}
+
+
+def default_threads() -> int:
+    """CPU threads for inference by default: half the logical cores (at least 1).
+
+    The capture, display and recorder threads need CPU too, and OpenMP's spin-waiting
+    threads collapse when cores are oversubscribed: on a 2-core machine shared with other
+    jobs (load ~8), the lite network took 620 ms (glasses) / 1070 ms (tie) per frame with 2
+    torch threads against 70-90 ms / 250-290 ms with 1 (measured, median of 5).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def tensorrt_available() -> bool:
+    """Whether the ``tensorrt`` Python package can be imported (without importing it)."""
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def shipped_artifacts(category: str, weights_dir: Path = WEIGHTS_DIR) -> dict[str, list[Path]]:
+    """Shipped artifacts of ``category`` by backend name, preferred first.
+
+    ONNX / engine files must be per-frame graphs named by
+    :func:`realtime.artifacts.artifact_name` (fp32 first for ONNX Runtime on CPU, fp16
+    first for TensorRT); checkpoints are ``<category>*.pt`` / ``.pth``.
+    """
+    check_category(category)
+    out: dict[str, list[Path]] = {"tensorrt": [], "onnxruntime": [], "torch": []}
+    if not weights_dir.is_dir():
+        return out
+    for path in sorted(weights_dir.iterdir()):
+        if path.suffix in (".pt", ".pth") and path.name.startswith(category):
+            out["torch"].append(path)
+            continue
+        parsed = parse_artifact_name(path.name)
+        if parsed and parsed["category"] == category and parsed["graph"] == "frame":
+            out["tensorrt" if path.suffix == ".engine" else "onnxruntime"].append(path)
+    out["onnxruntime"].sort(key=lambda p: "fp16" in p.name)
+    out["tensorrt"].sort(key=lambda p: "fp32" in p.name)
+    return out
+
+
+def _backend_of(path: Path) -> str:
+    for name, suffix in _SUFFIX.items():
+        if path.suffix == suffix or (name == "torch" and path.suffix == ".pth"):
+            return name
+    raise BackendError(f"{path}: unknown artifact type; expected .pt/.pth, .onnx or .engine")
+
+
+class ModelResolver:
+    """Opens (once) and caches one backend per category. Call it with a category.
+
+    Args:
+        backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
+        checkpoints, onnx, engines: user artifacts (any number, one per category).
+        device: torch device for checkpoints and random-init networks.
+        precision: torch precision (fp32, bf16 on CPU, fp16 on CUDA).
+        preset: network preset of the random-init fallback.
+        weights_dir: where shipped weights live.
+        threads: CPU threads for torch (process-wide) and ONNX Runtime (per operator);
+            None = :func:`default_threads`.
+
+    Raises:
+        BackendError: bad backend name, an artifact that does not fit the chosen backend,
+            or two artifacts of the same kind for one category.
+    """
+
+    def __init__(self, backend: str = "auto", checkpoints: Sequence[str | Path] = (),
+                 onnx: Sequence[str | Path] = (), engines: Sequence[str | Path] = (), device: str = "cpu",
+                 precision: str = "fp32", preset: str = "lite", weights_dir: Path = WEIGHTS_DIR,
+                 threads: int | None = None) -> None:
+        if backend not in BACKEND_CHOICES:
+            raise BackendError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+        self.backend, self.device, self.precision, self.preset = backend, device, precision, preset
+        self.threads = threads or default_threads()
+        self.weights_dir = weights_dir
+        self._cache: dict[str, Backend] = {}
+        self._untrained: set[str] = set()
+        self._user: dict[str, dict[str, Backend]] = {name: {} for name in _SUFFIX}
+        given = [(Path(p), "torch") for p in checkpoints] + [(Path(p), "onnxruntime") for p in onnx] + \
+            [(Path(p), "tensorrt") for p in engines]
+        for path, kind in given:
+            if not (kind == "onnxruntime" and path.is_dir()) and _backend_of(path) != kind:
+                raise BackendError(f"{path}: a {kind} artifact must end in {_SUFFIX[kind]}")
+            if backend not in ("auto", kind):
+                raise BackendError(f"--backend {backend} cannot run {path} (a {kind} artifact); "
+                                   f"use --backend {kind} or auto")
+            if kind == "tensorrt" and backend == "auto" and not tensorrt_available():
+                log.warning("TensorRT is not importable here: ignoring %s (install the 'trt' extra on an "
+                            "NVIDIA machine)", path)
+                continue
+            opened = self._open(path, kind)
+            cat = opened.info.category
+            if cat in self._user[kind]:
+                raise BackendError(f"two {kind} artifacts for category {cat!r}: "
+                                   f"{self._user[kind][cat].info.source} and {path}")
+            self._user[kind][cat] = opened
+
+    @property
+    def user_categories(self) -> list[str]:
+        """Categories for which the user passed an artifact, in CATEGORIES order."""
+        have = {c for by_cat in self._user.values() for c in by_cat}
+        return [c for c in CATEGORIES if c in have]
+
+    def _torch_threads(self) -> None:
+        import torch
+
+        if self.device == "cpu" and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+            log.info("torch: %d CPU thread(s)", self.threads)
+
+    def _open(self, path: Path, kind: str, category: str | None = None) -> Backend:
+        if not path.exists():
+            raise FileNotFoundError(f"model artifact not found: {path}")
+        kwargs: dict[str, Any] = {}
+        if kind == "torch":
+            self._torch_threads()
+            kwargs = {"device": self.device, "precision": self.precision}
+        elif kind == "onnxruntime":
+            kwargs = {"intra_op_threads": self.threads, "category": category}
+        elif category is not None:
+            kwargs = {"category": category}
+        try:
+            return backend_class(kind).from_path(path, **kwargs)
+        except ValueError as exc:  # checkpoint / metadata errors
+            raise BackendError(str(exc)) from exc
+
+    def _order(self) -> list[str]:
+        if self.backend != "auto":
+            return [self.backend]
+        return (["tensorrt"] if tensorrt_available() else []) + ["onnxruntime", "torch"]
+
+    def __call__(self, category: str) -> Backend:
+        """The backend serving ``category`` (opened on first use, then cached)."""
+        check_category(category)
+        if category not in self._cache:
+            self._cache[category] = self._resolve(category)
+        return self._cache[category]
+
+    def _resolve(self, category: str) -> Backend:
+        order = self._order()
+        for kind in order:
+            if category in self._user[kind]:
+                return self._check(self._user[kind][category], category)
+        shipped = shipped_artifacts(category, self.weights_dir)
+        for kind in order:
+            for path in shipped[kind]:
+                log.info("%s: using shipped weights %s", category, path.name)
+                return self._check(self._open(path, kind, category), category)
+        if "torch" not in order:
+            flag = "--engine" if self.backend == "tensorrt" else "--onnx"
+            raise BackendError(f"no {self.backend} model for category {category!r}: pass {flag} PATH "
+                               f"(see 'tryon export' / 'tryon build-engine'), or use --backend torch")
+        return self._random_init(category)
+
+    def _check(self, backend: Backend, category: str) -> Backend:
+        if backend.info.category != category:
+            raise BackendError(f"{backend.info.source}: model for category {backend.info.category!r}, "
+                               f"needed {category!r}")
+        return backend
+
+    def _random_init(self, category: str) -> Backend:
+        from realtime.backends.torch_backend import TorchBackend
+
+        log.warning(
+            "\n%s\nNO TRAINED WEIGHTS for %r (none in %s, none passed with --checkpoint/--onnx/--engine).\n"
+            "Using a RANDOMLY INITIALISED %r network: accessory placements are MEANINGLESS until weights\n"
+            "are installed (train with 'tryon train', or pass --checkpoint PATH).\n%s",
+            "!" * 78, category, self.weights_dir, self.preset, "!" * 78)
+        self._untrained.add(category)
+        self._torch_threads()
+        return TorchBackend.from_config(model_preset(self.preset, category), seed=0, device=self.device,
+                                        precision=self.precision)
+
+    def untrained(self, category: str) -> bool:
+        """Whether ``category`` is served by a random-init network."""
+        return category in self._untrained
+
+    def describe(self, category: str) -> str:
+        """Short description for logs and the HUD, e.g. ``torch fp32 lite (UNTRAINED)``."""
+        b = self(category)
+        if self.untrained(category):
+            return f"{b.info.backend} {b.info.precision} {self.preset} (UNTRAINED)"
+        return f"{b.info.backend} {b.info.precision} {Path(b.info.source).name}"
+
+    def close(self) -> None:
+        """Release every opened backend."""
+        opened = {id(b): b for b in self._cache.values()}
+        opened.update({id(b): b for by_cat in self._user.values() for b in by_cat.values()})
+        for b in opened.values():
+            b.close()
+        self._cache.clear()

@@ -1,0 +1,607 @@
+"""The frame pipeline: small stages chained in order, with per-stage timing.
+
+    capture -> ROI -> preprocess -> infer -> decode -> smooth -> warp/composite -> display/record
+
+=================  ==========================================================================
+stage              what it does (where)
+=================  ==========================================================================
+capture            newest camera frame / next file frame (:mod:`realtime.capture`)
+roi                detect / follow / smooth the face, square crop (:mod:`realtime.roi`)
+preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.preprocess.background_input`)
+infer              backend.infer with the cached accessory features F_f (:mod:`realtime.backends`)
+decode             soft-argmax (:meth:`realtime.codec.HeatmapCodec.decode`), crop -> frame px
+smooth             confidence gate + One Euro filter (:mod:`realtime.smoothing`)
+composite          homography + warp + alpha blend, footprint only (:mod:`realtime.render`)
+display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.app`)
+=================  ==========================================================================
+
+:class:`TryOnPipeline` holds the stateful stages (``reset()`` replays from scratch) and
+the accessory catalogue; the accessory is encoded once (``Backend.set_foreground``) and
+again only when it changes. :class:`FrameLoop` drives a source through it either
+synchronously (every frame inferred) or, when inference is slower than the camera,
+asynchronously (:class:`AsyncEstimator`): a worker thread infers on the newest frame
+while every camera frame is composited with the latest keypoints, so the display keeps
+the camera's frame rate. Keypoints are not propagated to the newer frame; the lag is one
+inference period (documented trade-off: simple and predictable).
+
+:class:`StageTimes` / :class:`StageStats` time the stages for the HUD, the keypoint log
+and the benchmark.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from realtime.accessories import Accessory
+from realtime.backends.base import Backend, BackendError
+from realtime.capture import Frame, FrameSource
+from realtime.codec import HeatmapCodec
+from realtime.config import CATEGORIES
+from realtime.preprocess import background_input, foreground_input
+from realtime.render import Compositor
+from realtime.roi import FaceDetector, Roi, RoiConfig, RoiTracker, roi_config
+from realtime.smoothing import QuadSmoother, SmoothingConfig
+from realtime.sysinfo import summarize_ms
+
+log = logging.getLogger(__name__)
+
+#: Stage names in pipeline order (``encode_fg`` appears only when the accessory changed).
+STAGES: tuple[str, ...] = ("encode_fg", "roi", "preprocess", "infer", "decode", "smooth", "composite")
+#: Async mode is chosen when one inference takes longer than this fraction of a frame period.
+ASYNC_THRESHOLD = 0.8
+
+
+# --------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------
+
+class StageTimes:
+    """Wall-clock milliseconds per stage for one frame."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block and add it to ``ms[name]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+    @property
+    def total(self) -> float:
+        return sum(self.ms.values())
+
+
+class StageStats:
+    """Collects :class:`StageTimes` over many frames; p50 / p95 per stage."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = collections.defaultdict(list)
+
+    def add(self, ms: Mapping[str, float]) -> None:
+        for name, value in ms.items():
+            self.samples[name].append(value)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{stage: {p50, p95, p99, mean, n}} in ms, stages in pipeline order."""
+        names = [s for s in STAGES if s in self.samples] + [s for s in self.samples if s not in STAGES]
+        return {n: summarize_ms(np.asarray(self.samples[n]) / 1e3) for n in names}
+
+    def table(self) -> str:
+        """Plain-text table for logs."""
+        rows = [f"{'stage':<12}{'p50 ms':>9}{'p95 ms':>9}{'n':>7}"]
+        for name, s in self.summary().items():
+            rows.append(f"{name:<12}{s['p50']:>9.2f}{s['p95']:>9.2f}{s['n']:>7d}")
+        return "\n".join(rows)
+
+
+class RateMeter:
+    """Events per second over a sliding window (for the HUD's FPS and inference Hz)."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self._t: collections.deque[float] = collections.deque()
+
+    def tick(self, t: float | None = None) -> None:
+        t = time.monotonic() if t is None else t
+        self._t.append(t)
+        while len(self._t) > 2 and t - self._t[0] > self.window_s:
+            self._t.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self._t) < 2 or self._t[-1] <= self._t[0]:
+            return 0.0
+        return (len(self._t) - 1) / (self._t[-1] - self._t[0])
+
+
+# --------------------------------------------------------------------------------------
+# Estimates
+# --------------------------------------------------------------------------------------
+
+STATUS_OK = "ok"
+STATUS_NO_FACE = "no face"
+STATUS_NON_FINITE = "non-finite network output (holding the last pose)"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Everything the pipeline inferred for one frame (before compositing).
+
+    Attributes:
+        frame_index, timestamp: the frame it was computed on.
+        accessory: the accessory it places.
+        roi: the crop used (None when nobody was found).
+        raw_pts_xy: (4, 2) decoded keypoints in frame pixels (None: no face / non-finite).
+        smooth_pts_xy: (4, 2) after the smoothing stage (the raw ones when it is off).
+        confidence: weakest corner's heatmap peak (None when nothing was decoded).
+        visible: the confidence gate's verdict: draw the accessory.
+        status: ``ok``, ``no face`` or the non-finite message.
+        times_ms: per-stage latency.
+    """
+
+    frame_index: int
+    timestamp: float
+    accessory: Accessory
+    roi: Roi | None
+    raw_pts_xy: np.ndarray | None
+    smooth_pts_xy: np.ndarray | None
+    confidence: float | None
+    visible: bool
+    status: str
+    times_ms: dict[str, float] = field(default_factory=dict)
+
+    def record(self, frame: Frame | None = None, extra_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """JSON-ready dict for the keypoint log (``frame``: the output frame, when it differs)."""
+        def pts(a: np.ndarray | None) -> list[list[float]] | None:
+            return None if a is None else [[round(float(x), 3), round(float(y), 3)] for x, y in a]
+
+        index, timestamp = (self.frame_index, self.timestamp) if frame is None else (frame.index, frame.timestamp)
+        return {
+            "frame": index, "timestamp": round(timestamp, 6), "inferred_frame": self.frame_index,
+            "accessory": self.accessory.name, "category": self.accessory.category,
+            "raw": pts(self.raw_pts_xy), "smoothed": pts(self.smooth_pts_xy),
+            "confidence": None if self.confidence is None else round(float(self.confidence), 5),
+            "visible": bool(self.visible), "status": self.status,
+            "latency_ms": {k: round(v, 3) for k, v in {**self.times_ms, **(extra_ms or {})}.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------
+
+class TryOnPipeline:
+    """Stateful stages ROI -> ... -> composite for one person, with an accessory catalogue.
+
+    Args:
+        backend_for: ``category -> Backend`` (e.g. :class:`realtime.models.ModelResolver`);
+            called when a category is first used.
+        catalogue: accessories, either a list (grouped by their category) or a mapping
+            ``category -> list``. Categories without accessories are skipped.
+        category: starting category (default: the first one that has accessories).
+        smoothing: :class:`SmoothingConfig` for the keypoint filter and gate.
+        roi_configs: per-category :class:`RoiConfig` overrides.
+        detector: face detector shared by all categories (default :class:`FaceDetector`).
+
+    Thread safety: :meth:`estimate` and the selection methods hold one lock, so a key
+    press can switch accessories while a worker thread infers; :meth:`render` needs no
+    lock (it reads only the estimate it is given).
+    """
+
+    def __init__(self, backend_for: Callable[[str], Backend],
+                 catalogue: Sequence[Accessory] | Mapping[str, Sequence[Accessory]], category: str | None = None,
+                 smoothing: SmoothingConfig | None = None, roi_configs: Mapping[str, RoiConfig] | None = None,
+                 detector: FaceDetector | None = None) -> None:
+        items = catalogue.items() if isinstance(catalogue, Mapping) else \
+            [(c, [a for a in catalogue if a.category == c]) for c in CATEGORIES]
+        self.catalogue: dict[str, list[Accessory]] = {c: list(a) for c, a in items if a}
+        if not self.catalogue:
+            raise ValueError("no accessories to show")
+        for cat, accs in self.catalogue.items():
+            wrong = [a.name for a in accs if a.category != cat]
+            if wrong:
+                raise ValueError(f"accessories {wrong} listed under category {cat!r}")
+        self.backend_for = backend_for
+        self.roi_configs = {c: (roi_configs or {}).get(c) or roi_config(c) for c in CATEGORIES}
+        self.smoother = QuadSmoother(smoothing)
+        self.compositor = Compositor()
+        self._detector = detector
+        self._lock = threading.RLock()
+        self._index = {c: 0 for c in self.catalogue}
+        self._encoded: dict[int, Accessory] = {}  # id(backend) -> accessory whose F_f it holds
+        self._warned_non_finite = False
+        self.tracker: RoiTracker | None = None
+        self.category = ""
+        self.select_category(category or next(iter(self.catalogue)))
+
+    # ------------------------------------------------------------------ selection
+    @property
+    def accessory(self) -> Accessory:
+        """The accessory being tried on."""
+        return self.catalogue[self.category][self._index[self.category]]
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of the current category."""
+        return self._backend
+
+    def select_category(self, category: str) -> None:
+        """Switch to ``category`` (its model, crop framing and accessories).
+
+        Raises:
+            ValueError: no accessories of that category.
+            BackendError: its model cannot be opened or serves another category.
+        """
+        with self._lock:
+            if category not in self.catalogue:
+                raise ValueError(f"no accessories of category {category!r}; have {', '.join(self.catalogue)}")
+            backend = self.backend_for(category)
+            if backend.info.category != category:
+                raise BackendError(f"{backend.info.source}: model for category {backend.info.category!r}, "
+                                   f"needed {category!r}")
+            self._backend, self.category = backend, category
+            self.codec = HeatmapCodec(backend.info.config.codec)
+            self.input_size = backend.info.input_size
+            cfg = self.roi_configs[category]
+            if self.tracker is None:
+                self.tracker = RoiTracker(cfg, self.input_size, self._detector)
+            else:
+                self.tracker.set_config(cfg, self.input_size)
+            self.smoother.reset()
+
+    def cycle_category(self, step: int = 1) -> str:
+        """Next category that has accessories; returns it."""
+        cats = list(self.catalogue)
+        self.select_category(cats[(cats.index(self.category) + step) % len(cats)])
+        return self.category
+
+    def next_accessory(self, step: int = 1) -> Accessory:
+        """Next (``step`` = 1) / previous (-1) accessory of the current category."""
+        with self._lock:
+            n = len(self.catalogue[self.category])
+            self._index[self.category] = (self._index[self.category] + step) % n
+            return self.accessory
+
+    def select(self, accessory: Accessory) -> None:
+        """Switch to a catalogue accessory (and its category)."""
+        with self._lock:
+            if accessory.category != self.category:
+                self.select_category(accessory.category)
+            self._index[self.category] = next(i for i, a in enumerate(self.catalogue[self.category])
+                                              if a is accessory)
+
+    def reset(self) -> None:
+        """Forget the person (tracking, smoothing); keeps the selection and cached F_f."""
+        with self._lock:
+            self.tracker.reset()
+            self.smoother.reset()
+
+    # ------------------------------------------------------------------ stages
+    def _ensure_foreground(self, times: StageTimes) -> None:
+        acc, backend = self.accessory, self._backend
+        if self._encoded.get(id(backend)) is acc:
+            return
+        with times.stage("encode_fg"):
+            fg, _ = foreground_input(acc.rgba, self.input_size)  # (1, 4, S, S)
+            backend.set_foreground(fg)
+        self._encoded[id(backend)] = acc
+        log.debug("encoded accessory %s for %s", acc.name, backend.info.backend)
+
+    def estimate(self, frame: Frame) -> Estimate:
+        """Run ROI -> preprocess -> infer -> decode -> smooth on one frame."""
+        times = StageTimes()
+        with self._lock:
+            acc = self.accessory
+            self._ensure_foreground(times)
+            t = frame.timestamp
+            with times.stage("roi"):
+                roi = self.tracker.update(frame.image, t)
+            if roi is None:
+                self.smoother.reset()
+                return Estimate(frame.index, t, acc, None, None, None, None, False, STATUS_NO_FACE, times.ms)
+            with times.stage("preprocess"):
+                crop_rgb = cv2.cvtColor(roi.crop(frame.image), cv2.COLOR_BGR2RGB)
+                x = background_input(crop_rgb)  # (1, 3, S, S)
+            with times.stage("infer"):
+                heatmaps = self._backend.infer(x)  # (1, 4, S, S)
+            with times.stage("decode"):
+                finite = bool(np.all(np.isfinite(heatmaps)))
+                if finite:
+                    dec = self.codec.decode(heatmaps[0])
+                    confidence = float(dec.confidence)
+                    raw = roi.to_frame(dec.pts_xy)  # (4, 2) frame px
+                    finite = bool(np.all(np.isfinite(raw))) and np.isfinite(confidence)
+            if not finite:
+                if not self._warned_non_finite:
+                    log.warning("the network returned non-finite values (%s): holding the last good pose "
+                                "(logged once)", self._backend.info.source)
+                    self._warned_non_finite = True
+                return Estimate(frame.index, t, acc, roi, None, self.smoother.last, None, self.smoother.visible,
+                                STATUS_NON_FINITE, times.ms)
+            with times.stage("smooth"):
+                out = self.smoother.update(raw, confidence, t)
+            self.tracker.observe(raw, confident=confidence >= self.smoother.cfg.show_confidence)
+            return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, out.visible, STATUS_OK, times.ms)
+
+    def render(self, image: np.ndarray, est: Estimate | None, times: StageTimes | None = None) -> np.ndarray:
+        """Composite the estimate's accessory onto a copy of ``image`` (BGR, full resolution)."""
+        out = image.copy()
+        times = times or StageTimes()
+        with times.stage("composite"):
+            if est is not None and est.visible and est.smooth_pts_xy is not None:
+                self.compositor.draw(out, est.accessory, est.smooth_pts_xy)
+        return out
+
+    def process(self, frame: Frame) -> tuple[Estimate, np.ndarray]:
+        """All stages synchronously: (estimate, composited frame); the estimate's
+        ``times_ms`` includes ``composite``."""
+        est = self.estimate(frame)
+        times = StageTimes()
+        composite = self.render(frame.image, est, times)
+        est.times_ms.update(times.ms)
+        return est, composite
+
+
+# --------------------------------------------------------------------------------------
+# Asynchronous inference
+# --------------------------------------------------------------------------------------
+
+class AsyncEstimator:
+    """Runs :meth:`TryOnPipeline.estimate` on a worker thread, always on the newest frame.
+
+    ``submit`` replaces any frame still waiting; ``latest`` returns the newest finished
+    estimate. An exception in the worker is re-raised by the next ``latest``.
+    """
+
+    def __init__(self, pipeline: TryOnPipeline) -> None:
+        self.pipeline = pipeline
+        self.rate = RateMeter()
+        self._cond = threading.Condition()
+        self._pending: Frame | None = None
+        self._latest: Estimate | None = None
+        self._error: BaseException | None = None
+        self._stop = False
+        self.completed = 0
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+            try:
+                est = self.pipeline.estimate(frame)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._latest = est
+                self.completed += 1
+                self.rate.tick()
+                self._cond.notify_all()
+
+    def submit(self, frame: Frame) -> None:
+        with self._cond:
+            self._pending = frame
+            self._cond.notify_all()
+
+    def latest(self, wait_first_s: float = 0.0) -> Estimate | None:
+        """Newest estimate; waits up to ``wait_first_s`` while there is none yet."""
+        with self._cond:
+            if self._latest is None and wait_first_s > 0:
+                self._cond.wait_for(lambda: self._latest is not None or self._error is not None, wait_first_s)
+            if self._error is not None:
+                raise self._error
+            return self._latest
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10.0)
+
+
+# --------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Output:
+    """One output frame handed to the sinks.
+
+    Attributes:
+        frame: the source frame.
+        estimate: the keypoints used (from this frame in sync mode, from the newest
+            finished inference in async mode; None before the first one).
+        composite: BGR frame with the accessory (not mirrored, no HUD).
+        stale: True when the source delivered nothing new (camera lost): ``frame`` is the
+            last good one and sinks that store frames should skip it.
+        source_status: the source's status line (``ok``, ``camera lost, retrying``).
+        display_fps, inference_hz: measured rates.
+        times_ms: per-stage latency of this output (estimate stages + composite).
+    """
+
+    frame: Frame
+    estimate: Estimate | None
+    composite: np.ndarray
+    stale: bool = False
+    source_status: str = "ok"
+    display_fps: float = 0.0
+    inference_hz: float = 0.0
+    times_ms: dict[str, float] = field(default_factory=dict)
+
+
+#: A sink receives each output; returning False stops the loop.
+Sink = Callable[[Output], "bool | None"]
+
+
+@dataclass
+class LoopReport:
+    """What a :class:`FrameLoop` run did."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    inferences: int = 0
+    wall_s: float = 0.0
+    mode: str = "sync"
+    interrupted: bool = False
+    stats: StageStats = field(default_factory=StageStats)
+    #: One line per file written (filled in by the caller that closes the sinks).
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def display_fps(self) -> float:
+        return self.frames_out / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def inference_hz(self) -> float:
+        return self.inferences / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.frames_out} frames out of {self.frames_in} in {self.wall_s:.1f} s ({self.mode}): "
+                f"display {self.display_fps:.1f} fps, inference {self.inference_hz:.1f} Hz"
+                + (" (interrupted)" if self.interrupted else ""))
+
+
+class FrameLoop:
+    """Drives a source through the pipeline into sinks (display, recorder, keypoint log).
+
+    Args:
+        source: where frames come from.
+        pipeline: the stages.
+        sinks: called with every :class:`Output`, in order; a sink returning False stops.
+        mode: ``sync`` (every frame inferred), ``async`` (inference on a worker thread,
+            display at the source's rate) or ``auto``: async only for a live source whose
+            inference (timed on its first frame) exceeds ``ASYNC_THRESHOLD`` frame periods.
+        max_frames: stop after this many source frames.
+        duration_s: stop after this much source time.
+        on_frame: called with each source frame before it is processed (e.g. a demo
+            script switching accessories).
+        stall_timeout_s: while a live source delivers nothing (camera lost), the sinks get
+            a stale output this often, so the window can say so.
+    """
+
+    def __init__(self, source: FrameSource, pipeline: TryOnPipeline, sinks: Sequence[Sink] = (),
+                 mode: str = "auto", max_frames: int | None = None, duration_s: float | None = None,
+                 on_frame: Callable[[Frame], None] | None = None, stall_timeout_s: float = 0.5) -> None:
+        if mode not in ("auto", "sync", "async"):
+            raise ValueError(f"mode must be auto, sync or async, got {mode!r}")
+        self.source, self.pipeline, self.sinks = source, pipeline, list(sinks)
+        self.mode, self.max_frames, self.duration_s, self.on_frame = mode, max_frames, duration_s, on_frame
+        self.stall_timeout_s = stall_timeout_s
+        self.display_rate = RateMeter()
+        self.infer_rate = RateMeter()
+        self.estimator: AsyncEstimator | None = None
+        self.stop_requested = False
+
+    def _choose_mode(self, frame: Frame) -> str:
+        if self.mode != "auto":
+            return self.mode
+        if not self.source.live:
+            return "sync"
+        self.pipeline.estimate(frame)  # warm-up (first call allocates)
+        t0 = time.perf_counter()
+        self.pipeline.estimate(frame)
+        latency = time.perf_counter() - t0
+        self.pipeline.reset()
+        period = 1.0 / max(self.source.fps, 1e-3)
+        mode = "async" if latency > ASYNC_THRESHOLD * period else "sync"
+        log.info("inference takes %.0f ms per frame, the source delivers one every %.0f ms: %s mode",
+                 latency * 1e3, period * 1e3, mode)
+        return mode
+
+    def _emit(self, out: Output, report: LoopReport) -> bool:
+        keep_going = True
+        for sink in self.sinks:
+            if sink(out) is False:
+                keep_going = False
+        if not out.stale:
+            report.frames_out += 1
+        return keep_going and not self.stop_requested
+
+    def run(self) -> LoopReport:
+        """Process until the source ends, a limit is reached, a sink stops, or Ctrl-C.
+
+        ``KeyboardInterrupt`` ends the loop normally (``report.interrupted``) so callers'
+        ``finally`` clauses close recorders; other exceptions propagate.
+        """
+        report = LoopReport()
+        start = time.monotonic()
+        last: Output | None = None
+        counted: Estimate | None = None
+        first_t: float | None = None
+        try:
+            while not self.stop_requested:
+                frame = self.source.read(timeout=self.stall_timeout_s)
+                if frame is None:
+                    if self.source.ended:
+                        break
+                    if last is not None:  # live source stalled: tell the sinks, keep the last picture
+                        stale = Output(last.frame, last.estimate, last.composite, stale=True,
+                                       source_status=self.source.status)
+                        if not self._emit(stale, report):
+                            break
+                    continue
+                if first_t is None:
+                    first_t = frame.timestamp
+                    report.mode = self._choose_mode(frame)
+                    if report.mode == "async":
+                        self.estimator = AsyncEstimator(self.pipeline)
+                if self.duration_s is not None and frame.timestamp - first_t >= self.duration_s:
+                    break
+                report.frames_in += 1
+                if self.on_frame is not None:
+                    self.on_frame(frame)
+                times = StageTimes()
+                if self.estimator is None:
+                    est = self.pipeline.estimate(frame)
+                    report.inferences += 1
+                    self.infer_rate.tick()
+                else:
+                    before = self.estimator.completed
+                    self.estimator.submit(frame)
+                    est = self.estimator.latest(wait_first_s=5.0 if report.inferences == 0 else 0.0)
+                    report.inferences += self.estimator.completed - before
+                    self.infer_rate = self.estimator.rate
+                composite = self.pipeline.render(frame.image, est, times)
+                self.display_rate.tick()
+                ms = dict(est.times_ms) if est is not None else {}
+                ms.update(times.ms)
+                # Each inference's stages count once in the statistics, however many frames reuse it.
+                report.stats.add(ms if est is not None and est is not counted else times.ms)
+                counted = est
+                last = Output(frame, est, composite, source_status=self.source.status,
+                              display_fps=self.display_rate.rate, inference_hz=self.infer_rate.rate, times_ms=ms)
+                if not self._emit(last, report):
+                    break
+                if self.max_frames is not None and report.frames_in >= self.max_frames:
+                    break
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping")
+            report.interrupted = True
+        finally:
+            if self.estimator is not None:
+                report.inferences = max(report.inferences, self.estimator.completed)
+                self.estimator.close()
+                self.estimator = None
+            report.wall_s = time.monotonic() - start
+        return report

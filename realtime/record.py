@@ -1,0 +1,264 @@
+"""Recording: a video writer on its own thread, a keypoint log, and clean shutdown on signals.
+
+:class:`VideoRecorder` encodes on a worker thread fed by a bounded queue (the live loop
+never waits on the encoder unless asked to). It tries codecs in order, avc1 (H.264) ->
+mp4v (MPEG-4 part 2) -> MJPG in an AVI, and reports the one it got: pip's OpenCV wheels
+usually lack an H.264 encoder. It writes to ``<name>.partial<ext>`` and renames to the
+final name only after ``VideoWriter.release()`` has written the index, so the final file
+is always playable: a run killed hard leaves only the ``.partial`` file behind.
+
+:func:`terminate_as_interrupt` turns SIGTERM into ``KeyboardInterrupt`` so Ctrl-C,
+``kill`` and exceptions all go through the same ``finally`` that closes the recorder.
+
+:class:`KeypointLog` writes one JSON object per processed frame (JSON lines), flushed
+line by line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: (fourcc, container suffix) tried in order for .mp4 / .mov / .m4v outputs.
+MP4_CODECS: tuple[tuple[str, str], ...] = (("avc1", ".mp4"), ("mp4v", ".mp4"), ("MJPG", ".avi"))
+#: For .avi outputs.
+AVI_CODECS: tuple[tuple[str, str], ...] = (("MJPG", ".avi"),)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi")
+
+
+class RecorderError(RuntimeError):
+    """The video cannot be written (no codec works, disk error)."""
+
+
+@dataclass(frozen=True)
+class RecordingReport:
+    """What a recorder wrote."""
+
+    path: Path
+    codec: str
+    frames: int
+    dropped: int
+    fps: float
+    wall_s: float
+
+    def summary(self) -> str:
+        return (f"wrote {self.path} ({self.codec}): {self.frames} frames, {self.frames / self.fps:.2f} s of video "
+                f"at {self.fps:g} fps, recorded in {self.wall_s:.1f} s"
+                + (f", {self.dropped} frames dropped (encoder too slow)" if self.dropped else ""))
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """Silence OpenCV's own log while probing codecs (FFmpeg's messages are governed by the
+    ``OPENCV_FFMPEG_LOGLEVEL`` environment variable, read when FFmpeg is first used)."""
+    from cv2.utils import logging as cv_logging
+
+    level = cv_logging.getLogLevel()
+    cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv_logging.setLogLevel(level)
+
+
+def open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, Path, str]:
+    """Open a ``cv2.VideoWriter`` with the first codec that works for ``path``'s suffix.
+
+    Returns:
+        (writer, final path (its suffix may change to .avi), fourcc).
+
+    Raises:
+        RecorderError: unsupported suffix, or no codec could be opened.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise RecorderError(f"output {path}: unsupported video suffix {path.suffix!r}; use one of "
+                            f"{', '.join(VIDEO_SUFFIXES)}")
+    chain = AVI_CODECS if suffix == ".avi" else MP4_CODECS
+    tried = []
+    for fourcc, ext in chain:
+        final = path if ext == suffix or (ext == ".mp4" and suffix in (".mov", ".m4v")) else path.with_suffix(ext)
+        with _opencv_quiet():  # a missing encoder is expected here; we report the outcome ourselves
+            writer = cv2.VideoWriter(str(_partial_path(final)), cv2.VideoWriter_fourcc(*fourcc), float(fps),
+                                     tuple(int(v) for v in size_wh))
+        if writer.isOpened():
+            if tried:
+                log.info("video codec %s unavailable here; using %s (%s)", "/".join(tried), fourcc, final.name)
+            return writer, final, fourcc
+        writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            _partial_path(final).unlink()
+        tried.append(fourcc)
+    raise RecorderError(f"cannot write {path}: none of the codecs {', '.join(tried)} is available in this OpenCV")
+
+
+class VideoRecorder:
+    """Threaded video writer with a bounded queue.
+
+    Args:
+        path: output file (.mp4, .mov, .m4v or .avi; parent folders are created).
+        fps: frame rate written into the file.
+        size_wh: frame size; frames of another size are resized.
+        queue_size: frames buffered between the caller and the encoder.
+        drop_when_full: if the encoder falls behind, drop frames (live preview) instead
+            of blocking the caller (offline recording, the default).
+    """
+
+    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int], queue_size: int = 32,
+                 drop_when_full: bool = False) -> None:
+        self.requested = Path(path)
+        self.requested.parent.mkdir(parents=True, exist_ok=True)
+        self.fps, self.size_wh = float(fps), (int(size_wh[0]), int(size_wh[1]))
+        self._writer, self.path, self.codec = open_writer(self.requested, self.fps, self.size_wh)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
+        self._drop = drop_when_full
+        self.frames = 0
+        self.dropped = 0
+        self._error: BaseException | None = None
+        self._start = time.monotonic()
+        self._closed = False
+        self.report: RecordingReport | None = None
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                if (frame.shape[1], frame.shape[0]) != self.size_wh:
+                    frame = cv2.resize(frame, self.size_wh, interpolation=cv2.INTER_AREA)
+                self._writer.write(frame)
+                self.frames += 1
+            except cv2.error as exc:
+                self._error = exc
+
+    def write(self, frame_bgr: np.ndarray) -> bool:
+        """Queue a BGR frame (copied); False if it was dropped.
+
+        Raises:
+            RecorderError: the recorder is closed or the encoder failed.
+        """
+        if self._closed:
+            raise RecorderError(f"recorder for {self.path} is closed")
+        if self._error is not None:
+            raise RecorderError(f"writing {self.path} failed: {self._error}")
+        frame = np.array(frame_bgr, copy=True)
+        if self._drop:
+            try:
+                self._queue.put_nowait(frame)
+            except queue.Full:
+                self.dropped += 1
+                return False
+        else:
+            self._queue.put(frame)
+        return True
+
+    def close(self) -> RecordingReport:
+        """Drain the queue, release the writer and move the file to its final name."""
+        if self.report is not None:
+            return self.report
+        self._closed = True
+        with _signals_deferred():  # a second Ctrl-C must not truncate the file
+            self._queue.put(None)
+            self._thread.join()
+            self._writer.release()
+            partial = _partial_path(self.path)
+            if self.frames > 0 and partial.exists():
+                os.replace(partial, self.path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+        self.report = RecordingReport(self.path, self.codec, self.frames, self.dropped, self.fps,
+                                      time.monotonic() - self._start)
+        if self._error is not None:
+            raise RecorderError(f"writing {self.path} failed: {self._error}")
+        return self.report
+
+    def __enter__(self) -> "VideoRecorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold off SIGINT / SIGTERM while a file is finalised (it is closed at the end of a run anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _hold(signum: int, _frame: Any) -> None:
+        log.warning("%s received while finalising the video; finishing the file first", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, _hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class KeypointLog:
+    """JSON lines, one object per processed frame; each line flushed as written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "KeypointLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread (like Ctrl-C),
+    so recordings are finalised by the same ``finally`` clauses. No-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,114 @@
+"""Warp + composite of the accessory onto the frame, the mirrored preview and the HUD.
+
+The network predicts where the 4 corners of the accessory's tight alpha box go. The
+corners in the accessory image (``Accessory.init_vertex_xy``, full-resolution accessory
+pixels) and their predicted places in the frame (full-resolution frame pixels) define
+``frame_from_fg = homography(init_vertex_in_fg_px, final_vertex_in_frame_px)``; the
+full-resolution accessory is warped with it and alpha-composited onto the full-resolution
+BGR frame, inside the warped footprint only (:func:`realtime.geometry.composite_roi`). The
+network's S x S resize of the accessory never enters the composite.
+
+Mirroring is for the preview only, after compositing: the geometry, the keypoints, the
+recording and the keypoint log are never mirrored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from realtime.accessories import Accessory
+from realtime.geometry import DegenerateQuadError, PreparedAccessory, composite_roi, homography_from_quads
+
+log = logging.getLogger(__name__)
+
+#: Minimum time between two "degenerate quad" log lines.
+DEGENERATE_LOG_INTERVAL_S = 1.0
+
+
+class Compositor:
+    """Warps accessories onto BGR frames; prepares (premultiplies) each accessory once."""
+
+    def __init__(self) -> None:
+        self._prepared: dict[int, tuple[Accessory, PreparedAccessory]] = {}
+        self._last_warning = -float("inf")
+        self.skipped = 0
+
+    def prepared(self, acc: Accessory) -> PreparedAccessory:
+        """The accessory premultiplied in BGR order (cached per accessory object)."""
+        hit = self._prepared.get(id(acc))
+        if hit is None or hit[0] is not acc:
+            hit = (acc, PreparedAccessory.from_rgba(acc.rgba, to_bgr=True))
+            self._prepared[id(acc)] = hit
+        return hit[1]
+
+    def frame_from_fg(self, acc: Accessory, pts_xy: np.ndarray) -> np.ndarray:
+        """Homography from accessory pixels to frame pixels for predicted corners ``pts_xy``.
+
+        Raises:
+            DegenerateQuadError: the predicted quad cannot define a homography.
+        """
+        return homography_from_quads(acc.init_vertex_xy, pts_xy)
+
+    def draw(self, frame: np.ndarray, acc: Accessory, pts_xy: np.ndarray) -> bool:
+        """Composite ``acc`` onto ``frame`` (BGR, in place) at corners ``pts_xy`` (4, 2).
+
+        A degenerate quad skips the warp for this frame (logged at most once a second).
+
+        Returns:
+            Whether anything was drawn.
+        """
+        try:
+            mat = self.frame_from_fg(acc, pts_xy)
+        except DegenerateQuadError as exc:
+            self.skipped += 1
+            now = time.monotonic()
+            if now - self._last_warning >= DEGENERATE_LOG_INTERVAL_S:
+                log.warning("skipping the warp: %s (%d frame(s) skipped so far)", exc, self.skipped)
+                self._last_warning = now
+            return False
+        return composite_roi(frame, self.prepared(acc), mat) is not None
+
+
+def mirror(frame: np.ndarray) -> np.ndarray:
+    """Horizontally flipped copy, for the selfie-style preview only."""
+    return cv2.flip(frame, 1)
+
+
+def draw_quad(frame: np.ndarray, pts_xy: np.ndarray, colour: tuple[int, int, int] = (0, 255, 0)) -> None:
+    """Debug overlay: the keypoint quad, corner 0 (top-left) marked (in place)."""
+    pts = np.asarray(pts_xy, dtype=np.float64)
+    if not np.all(np.isfinite(pts)):
+        return
+    fixed = np.round(pts * 16).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(frame, [fixed], True, colour, 1, cv2.LINE_AA, 4)
+    cv2.circle(frame, tuple(int(v) for v in fixed[0, 0]), 4 * 16, (0, 0, 255), -1, cv2.LINE_AA, 4)
+
+
+def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None) -> None:
+    """Text panel at the top-left (and a red warning line at the bottom), in place.
+
+    Text scales with the frame height so it stays readable from 480p to 1080p.
+    """
+    h, w = frame.shape[:2]
+    scale = max(0.4, h / 1200.0)
+    thick = 1 if h < 900 else 2
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    line_h = int(round(30 * scale)) + 4
+    if lines:
+        width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in lines) + 16
+        panel_h = line_h * len(lines) + 8
+        x1, y1 = min(w, width), min(h, panel_h)
+        roi = frame[:y1, :x1]
+        roi[...] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40 % behind the text
+        for i, text in enumerate(lines):
+            cv2.putText(frame, text, (8, line_h * (i + 1)), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    if warning:
+        size = cv2.getTextSize(warning, font, scale * 1.2, thick + 1)[0]
+        y = h - 12
+        cv2.rectangle(frame, (0, y - size[1] - 10), (min(w, size[0] + 16), h), (0, 0, 0), -1)
+        cv2.putText(frame, warning, (8, y), font, scale * 1.2, (60, 60, 255), thick + 1, cv2.LINE_AA)
