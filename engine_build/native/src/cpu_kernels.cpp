@@ -1,0 +1,140 @@
+// CPU kernels: fused crop + resize + normalise, and warp + alpha composite in place.
+//
+// Both walk the output row by row. Per row the inverse mapping is linear in x (affine) or
+// a ratio of two linear functions (homography), so the row's constants are computed once
+// and each pixel only adds x times the first column. Each row is cut into chunks of
+// kChunk pixels: a first, branch-free pass computes the sample positions of the chunk,
+// a second pass gathers and blends. The per-pixel arithmetic lives in common.h, shared
+// with the CUDA kernels; cpu_avx2.cpp has bit-identical AVX2 rows, used when the CPU can.
+#include <algorithm>
+#include <atomic>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "cpu_simd.h"
+
+namespace tryon {
+namespace {
+
+constexpr int kChunk = 256;
+
+std::atomic<bool> g_simd{true};  // tryon_native_set_simd()
+
+bool use_avx2() { return g_simd.load(std::memory_order_relaxed) && avx2_usable(); }
+
+// Runs fn(r) for rows r in [r0, r1), split into `threads` contiguous bands. Extra threads
+// are started per call and joined (tens of microseconds) rather than kept in a pool:
+// OpenMP's idle workers spin-wait, and on the shared 2-core dev machine that slowed the
+// variants interleaved with them (the 1-thread rows up to 4x at p50) and made the
+// 2-thread calls themselves 5-30x slower than 1 thread; in the live loop the spinning
+// would steal the core from inference.
+template <typename RowFn>
+void parallel_rows(int r0, int r1, int threads, const RowFn& fn) {
+  const int n = r1 - r0;
+  const int bands = std::max(1, std::min(threads, n / 16));  // >= 16 rows per band
+  if (bands <= 1) {
+    for (int r = r0; r < r1; ++r) fn(r);
+    return;
+  }
+  auto band = [&](int b) {
+    const int lo = r0 + static_cast<int>(static_cast<int64_t>(n) * b / bands);
+    const int hi = r0 + static_cast<int>(static_cast<int64_t>(n) * (b + 1) / bands);
+    for (int r = lo; r < hi; ++r) fn(r);
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(bands - 1);
+  for (int b = 1; b < bands; ++b) {
+    try {
+      workers.emplace_back(band, b);
+    } catch (const std::system_error&) {  // no thread available: do the band here
+      band(b);
+    }
+  }
+  band(0);
+  for (std::thread& t : workers) t.join();
+}
+
+void composite_row(uint8_t* dst, const uint8_t* premul, int fg_w, int fg_h, int64_t premul_stride,
+                   const Homography& h, int y, int x0, int x1) {
+  alignas(64) int cx[kChunk], cy[kChunk];
+  alignas(64) float fx[kChunk], fy[kChunk];
+  const double yd = y;
+  const double x_row = h.m[1] * yd + h.m[2], y_row = h.m[4] * yd + h.m[5], w_row = h.m[7] * yd + h.m[8];
+  for (int xs = x0; xs < x1; xs += kChunk) {
+    const int n = std::min(kChunk, x1 - xs);
+    for (int i = 0; i < n; ++i)
+      homography_coords(h, x_row, y_row, w_row, static_cast<double>(xs + i), fg_w, fg_h, &cx[i], &fx[i], &cy[i],
+                        &fy[i]);
+    uint8_t* px = dst + static_cast<int64_t>(xs) * 3;
+    for (int i = 0; i < n; ++i) composite_pixel(px + 3 * i, premul, fg_w, fg_h, premul_stride, cx[i], fx[i], cy[i], fy[i]);
+  }
+}
+
+void preprocess_row(const uint8_t* frame, int h, int w, int64_t stride, const Affine& a, int size, int y,
+                    const float* mean, const float* inv_std, float* out) {
+  alignas(64) int cx[kChunk], cy[kChunk];
+  alignas(64) float fx[kChunk], fy[kChunk];
+  const double yd = y;
+  const double x_row = a.m[1] * yd + a.m[2], y_row = a.m[4] * yd + a.m[5];
+  const int64_t plane = static_cast<int64_t>(size) * size;
+  float* out_r = out + static_cast<int64_t>(y) * size;
+  float* out_g = out_r + plane;
+  float* out_b = out_g + plane;
+  for (int xs = 0; xs < size; xs += kChunk) {
+    const int n = std::min(kChunk, size - xs);
+    for (int i = 0; i < n; ++i) {
+      const double x = xs + i;
+      split_coord(x_row + a.m[0] * x, w, &cx[i], &fx[i]);
+      split_coord(y_row + a.m[3] * x, h, &cy[i], &fy[i]);
+    }
+    for (int i = 0; i < n; ++i) {
+      int bgr[3];
+      sample_bgr(frame, stride, w, h, cx[i], fx[i], cy[i], fy[i], bgr);
+      const int o = xs + i;  // BGR frame -> RGB planes
+      out_r[o] = normalise(bgr[2], mean[0], inv_std[0]);
+      out_g[o] = normalise(bgr[1], mean[1], inv_std[1]);
+      out_b[o] = normalise(bgr[0], mean[2], inv_std[2]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tryon
+
+extern "C" int tryon_native_set_simd(int enable) {
+  return tryon::g_simd.exchange(enable != 0) ? 1 : 0;
+}
+
+extern "C" const char* tryon_native_cpu_path(void) { return tryon::use_avx2() ? "avx2" : "scalar"; }
+
+extern "C" int tryon_preprocess_crop_u8c3(const uint8_t* frame, int height, int width, int64_t frame_stride,
+                                          const double crop_from_frame[6], int size, const float mean_rgb[3],
+                                          const float inv_std_rgb[3], float* out, int num_threads) {
+  tryon::Affine a;
+  const int rc = tryon::check_preprocess_args(frame, height, width, frame_stride, crop_from_frame, size, mean_rgb,
+                                              inv_std_rgb, out, &a);
+  if (rc != TRYON_OK) return rc;
+  const auto row = tryon::use_avx2() ? tryon::preprocess_row_avx2 : tryon::preprocess_row;
+  tryon::parallel_rows(0, size, num_threads, [&](int y) {
+    row(frame, height, width, frame_stride, a, size, y, mean_rgb, inv_std_rgb, out);
+  });
+  return TRYON_OK;
+}
+
+extern "C" int tryon_composite_u8c3(uint8_t* frame, int height, int width, int64_t frame_stride,
+                                    const uint8_t* premul, int fg_height, int fg_width, int64_t premul_stride,
+                                    const double frame_from_fg[9], const int box[4], int num_threads) {
+  tryon::Homography h;
+  int b[4];
+  bool empty = false;
+  const int rc = tryon::check_composite_args(frame, height, width, frame_stride, premul, fg_height, fg_width,
+                                             premul_stride, frame_from_fg, box, &h, b, &empty);
+  if (rc != TRYON_OK || empty) return rc;
+  const auto row = tryon::use_avx2() ? tryon::composite_row_avx2 : tryon::composite_row;
+  tryon::parallel_rows(b[1], b[3], num_threads, [&](int y) {
+    row(frame + y * frame_stride, premul, fg_width, fg_height, premul_stride, h, y, b[0], b[2]);
+  });
+  return TRYON_OK;
+}

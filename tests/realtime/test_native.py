@@ -1,0 +1,250 @@
+"""Native kernels (realtime.native) vs the NumPy/OpenCV reference, and the fallback.
+
+Parity tests need libtryon_native (``cmake -S . -B build && cmake --build build``) and
+skip with the loader's reason otherwise; the fallback and input checks always run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime import native
+from realtime.config import IMAGENET_STD_RGB
+from realtime.geometry import (PreparedAccessory, composite_reference, composite_roi, crop_from_box,
+                               homography_from_quads, warp_crop)
+from realtime.preprocess import background_input
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native library not built: {native.reason()}")
+
+#: One grey level expressed in normalised units, per RGB channel (|diff| * std * 255 <= 1).
+GREY = (np.array(IMAGENET_STD_RGB, dtype=np.float32) * 255.0)[None, :, None, None]
+HEADER = Path(__file__).resolve().parents[2] / "engine_build" / "native" / "include" / "tryon_native.h"
+
+
+def _reference_input(frame: np.ndarray, crop_from_frame: np.ndarray, size: int) -> np.ndarray:
+    return background_input(cv2.cvtColor(warp_crop(frame, crop_from_frame, size), cv2.COLOR_BGR2RGB))
+
+
+def _accessory(w: int, h: int, rng: np.random.Generator) -> PreparedAccessory:
+    """Glasses-like outline with soft edges and translucent lenses, plus a noisy band."""
+    acc = np.zeros((h, w, 4), np.uint8)
+    cv2.ellipse(acc, (w // 4, h // 2), (w // 4 - 4, h // 2 - 4), 0, 0, 360, (30, 30, 30, 255), 6, cv2.LINE_AA)
+    cv2.ellipse(acc, (3 * w // 4, h // 2), (w // 4 - 4, h // 2 - 4), 0, 0, 360, (30, 30, 30, 255), 6, cv2.LINE_AA)
+    cv2.ellipse(acc, (w // 4, h // 2), (w // 4 - 9, h // 2 - 9), 0, 0, 360, (40, 90, 160, 110), -1, cv2.LINE_AA)
+    band = slice(h // 2 - 3, h // 2 + 3)
+    acc[band, :, :3] = rng.integers(0, 256, (6, w, 3), dtype=np.uint8)  # sharp random texture
+    acc[band, :, 3] = rng.integers(0, 256, (6, w), dtype=np.uint8)
+    return PreparedAccessory.from_rgba(acc)
+
+
+def _quad_homography(acc: PreparedAccessory, centre_xy: tuple[float, float], scale: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    src = acc.corners_xy
+    dst = (src - src.mean(0)) * scale + np.asarray(centre_xy) + rng.normal(0, 6, (4, 2))
+    return homography_from_quads(src, dst)
+
+
+@pytest.fixture
+def reload_native(monkeypatch):
+    """A monkeypatch for $TRYON_NATIVE_LIB; undone, and the library reloaded, afterwards."""
+    yield monkeypatch
+    monkeypatch.undo()
+    native.load(force=True)
+
+
+def test_library_loads_where_required():
+    """CI builds the library first and sets TRYON_REQUIRE_NATIVE=1, so parity tests cannot silently skip."""
+    if os.environ.get("TRYON_REQUIRE_NATIVE") != "1":
+        pytest.skip("TRYON_REQUIRE_NATIVE is not set (the native library is optional here)")
+    assert native.available(), native.reason()
+
+
+def test_default_choice_per_kernel(monkeypatch):
+    monkeypatch.setitem(native.PREFER_NATIVE, "composite", None)
+    monkeypatch.setitem(native.PREFER_NATIVE, "preprocess", None)
+    assert native.uses_native("preprocess") == native.available()
+    assert native.uses_native("composite") == (native.cpu_path() == "avx2")
+    assert not native.uses_native("preprocess", prefer_native=False)
+    native.set_prefer_native("composite", True)
+    assert native.uses_native("composite") == native.available()
+
+
+def test_abi_version_matches_header():
+    text = HEADER.read_text()
+    match = re.search(r"#define TRYON_NATIVE_ABI_VERSION (\d+)", text)
+    assert match and int(match.group(1)) == native.ABI_VERSION
+
+
+@needs_native
+@pytest.mark.parametrize("size", [64, 224, 257])
+@pytest.mark.parametrize("centre,side,angle", [
+    ((640, 360), 400, 0.0),      # inside
+    ((20, 30), 300, 15.0),       # top-left corner, partly outside
+    ((1270, 700), 500, -40.0),   # bottom-right corner, mostly outside
+    ((640, -100), 250, 90.0),    # above the frame: mostly border
+    ((300, 500), 90, 5.0),       # magnified (side < size)
+])
+def test_preprocess_matches_reference(rng, size, centre, side, angle):
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    frame[:, :640] = cv2.GaussianBlur(frame[:, :640], (0, 0), 3)  # half smooth, half noise
+    m = crop_from_box(centre, side, size, angle)
+    ref = _reference_input(frame, m, size)
+    out = native.preprocess_crop(frame, m, size, prefer_native=True)
+    assert out.shape == (1, 3, size, size) and out.dtype == np.float32
+    assert (np.abs(out - ref) * GREY).max() <= 1.0 + 1e-3
+    # Most values are identical: the kernel rounds to grey levels as warpAffine does.
+    assert np.mean(out == ref) > 0.99
+    buf = np.full((1, 3, size, size), np.nan, np.float32)
+    assert native.preprocess_crop(frame, m[:2], size, out=buf, prefer_native=True) is buf
+    assert np.array_equal(buf, out)
+
+
+@needs_native
+@pytest.mark.parametrize("frame_hw,acc_wh,centre,scale", [
+    ((720, 1280), (200, 80), (640, 360), 1.7),
+    ((720, 1280), (200, 80), (-20, 100), 1.7),     # left edge
+    ((720, 1280), (300, 120), (1250, 700), 1.0),   # bottom-right corner
+    ((720, 1280), (300, 120), (600, -30), 1.3),    # top edge
+    ((1080, 1920), (800, 320), (960, 540), 1.0),   # large footprint
+    ((1080, 1920), (300, 120), (30, 1060), 0.6),   # shrunk, bottom-left corner
+])
+def test_composite_matches_roi_and_reference(rng, frame_hw, acc_wh, centre, scale):
+    acc = _accessory(*acc_wh, rng)
+    frame = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    h = _quad_homography(acc, centre, scale, rng)
+    ref_roi = frame.copy()
+    box_roi = composite_roi(ref_roi, acc, h)
+    ref_full = composite_reference(frame, acc, h)
+    out = frame.copy()
+    box = native.composite(out, acc, h, prefer_native=True)
+    assert box == box_roi and box is not None
+    assert np.abs(out.astype(int) - ref_roi.astype(int)).max() <= 1
+    assert np.abs(out.astype(int) - ref_full.astype(int)).max() <= 1
+    x0, y0, x1, y1 = box
+    outside = np.ones(frame_hw, bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(out[outside], frame[outside])
+    assert (out != frame).any()
+
+
+@needs_native
+def test_composite_fully_outside_is_noop(rng):
+    acc = _accessory(200, 80, rng)
+    frame = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    out = frame.copy()
+    assert native.composite(out, acc, homography_from_quads(acc.corners_xy, acc.corners_xy + 1000),
+                            prefer_native=True) is None
+    assert np.array_equal(out, frame)
+
+
+@needs_native
+def test_simd_threads_and_scalar_agree_bit_for_bit(rng):
+    acc = _accessory(300, 120, rng)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    h = _quad_homography(acc, (20, 400), 1.4, rng)
+    m = crop_from_box((30, 690), 350, 224, 20.0)
+    results = []
+    prev_simd, prev_threads = native.set_simd(True), native.num_threads()
+    try:
+        for simd, threads in ((True, 1), (False, 1), (True, 2)):
+            native.set_simd(simd)
+            native.set_num_threads(threads)
+            out = frame.copy()
+            native.composite(out, acc, h, prefer_native=True)
+            results.append((out, native.preprocess_crop(frame, m, 224, prefer_native=True)))
+    finally:
+        native.set_simd(prev_simd)
+        native.set_num_threads(prev_threads)
+    for out, inp in results[1:]:
+        assert np.array_equal(out, results[0][0])
+        assert np.array_equal(inp, results[0][1])
+
+
+@needs_native
+def test_strided_frame_rows_and_non_packed_fallback(rng):
+    big = rng.integers(0, 256, (400, 700, 3), dtype=np.uint8)
+    view = big[50:350, 100:600]  # strided rows, packed pixels: native handles it
+    m = crop_from_box((250, 150), 200, 64, 0.0)
+    assert np.abs(native.preprocess_crop(view, m, 64, prefer_native=True) - _reference_input(view, m, 64)).max() \
+        * GREY.max() <= 1.0 + 1e-3
+    every_other = big[:, ::2]  # pixels not packed: falls back to the reference, same numbers
+    assert np.array_equal(native.preprocess_crop(every_other, m, 64, prefer_native=True),
+                          _reference_input(every_other, m, 64))
+
+
+def test_fallback_without_library(rng, reload_native):
+    reload_native.setenv(native.ENV_LIB, "off")
+    native.load(force=True)
+    assert not native.available()
+    assert native.ENV_LIB in native.reason()
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    m = crop_from_box((80, 60), 100, 32, 10.0)
+    assert np.array_equal(native.preprocess_crop(frame, m, 32, prefer_native=True), _reference_input(frame, m, 32))
+    acc = _accessory(60, 24, rng)
+    h = _quad_homography(acc, (80, 60), 1.0, rng)
+    out, ref = frame.copy(), frame.copy()
+    assert native.composite(out, acc, h, prefer_native=True) == composite_roi(ref, acc, h)
+    assert np.array_equal(out, ref)
+
+
+def test_missing_library_reason_says_how_to_build(tmp_path, reload_native):
+    missing = tmp_path / "libtryon_native.so"
+    reload_native.setenv(native.ENV_LIB, str(missing))
+    native.load(force=True)
+    assert not native.available() and native.library_path() is None
+    assert str(missing) in native.reason() and "not found" in native.reason() and "cmake" in native.reason()
+    (tmp_path / "bogus.so").write_bytes(b"not a shared library")
+    reload_native.setenv(native.ENV_LIB, str(tmp_path / "bogus.so"))
+    native.load(force=True)
+    assert not native.available() and "cannot load" in native.reason()
+
+
+def test_bad_inputs_raise(rng):
+    frame = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    m = crop_from_box((30, 25), 40, 16)
+    with pytest.raises(ValueError, match="uint8"):
+        native.preprocess_crop(frame.astype(np.float32), m, 16)
+    with pytest.raises(ValueError, match="out must be"):
+        native.preprocess_crop(frame, m, 16, out=np.empty((1, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="crop_from_frame"):
+        native.preprocess_crop(frame, np.eye(4), 16)
+    with pytest.raises(ValueError, match="unknown native kernel"):
+        native.set_prefer_native("warp", True)
+    with pytest.raises(ValueError, match=">= 1"):
+        native.set_num_threads(0)
+
+
+@needs_native
+def test_native_refuses_singular_matrix(rng):
+    frame = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    with pytest.raises(native.NativeError, match="singular"):
+        native.preprocess_crop(frame, np.zeros((2, 3)), 16, prefer_native=True)
+
+
+@pytest.mark.gpu
+def test_cuda_kernels_match_cpu(rng):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if not native.cuda_available():
+        pytest.skip(f"native CUDA kernels unavailable: {native.reason()}")
+    acc = _accessory(300, 120, rng)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    h = _quad_homography(acc, (1250, 60), 1.2, rng)
+    m = crop_from_box((1200, 100), 400, 224, 12.0)
+    frame_d = torch.from_numpy(frame).cuda()
+    out_d = torch.empty((1, 3, 224, 224), device="cuda")
+    native.preprocess_crop_cuda(frame_d, m, 224, out_d)
+    cpu_in = native.preprocess_crop(frame, m, 224, prefer_native=True)
+    cpu = frame.copy()
+    box = native.composite(cpu, acc, h, prefer_native=True)
+    assert native.composite_cuda(frame_d, torch.from_numpy(acc.premul).cuda(), acc, h) == box
+    torch.cuda.synchronize()
+    assert (np.abs(out_d.cpu().numpy() - cpu_in) * GREY).max() <= 1.0 + 1e-3
+    assert np.abs(frame_d.cpu().numpy().astype(int) - cpu.astype(int)).max() <= 1
