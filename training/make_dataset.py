@@ -88,6 +88,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
     ps.add_argument("--limit", type=_positive_int, default=None, help="use at most N photos")
+    ps.add_argument("--split-file", type=Path, default=None,
+                    help="recorded train/test split by identity (default: training/splits/faces_split_v1.json); "
+                         "--test-fraction applies only to photos it does not list")
+    ps.add_argument("--no-split-file", action="store_true", help="split every photo by --test-fraction instead")
+    ps.add_argument("--size", type=int, default=None,
+                    help="stored background side (default 256 glasses/hat, 512 tie; the loader resizes)")
+    ps.add_argument("--no-procedural", action="store_true", help="only the accessories in --accessories")
+    ps.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -110,6 +118,8 @@ def _run_pseudo_strat(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"folder not found: {folder}")
     if not 0.0 <= args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    if args.size is not None and args.size < 32:
+        raise ValueError(f"--size must be >= 32, got {args.size}")
     try:
         pseudo_strat = importlib.import_module("training.pseudo_strat")  # lazy: optional, heavier deps
     except ModuleNotFoundError as exc:
