@@ -29,6 +29,8 @@ _LOG_FLOOR = 1e-6
 #: Largest sub-pixel step the quadratic refinement may take (beyond this the local
 #: parabola is not trusted and the soft-argmax point is kept).
 _MAX_REFINE_STEP = 1.0
+#: exp(-104) underflows to 0 in float32 (smallest subnormal is about exp(-103.3)).
+_EXP_UNDERFLOW = np.float32(104.0)
 
 
 def canonical_corner_order(pts_xy: np.ndarray) -> np.ndarray:
@@ -132,16 +134,20 @@ class HeatmapCodec:
         hm = np.asarray(heatmaps, dtype=np.float32)
         *lead, h, w = hm.shape
         flat = hm.reshape(-1, h * w)
-        logits = flat * np.float32(self.config.beta)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        xs = np.tile(np.arange(w, dtype=np.float32), h)
-        ys = np.repeat(np.arange(h, dtype=np.float32), w)
-        pts = np.stack([p @ xs, p @ ys], axis=1)  # (N, 2)
+        peak = flat.max(axis=1)
+        pts = np.empty((len(flat), 2), dtype=np.float32)
+        beta = np.float32(self.config.beta)
+        for i, row in enumerate(flat):
+            logits = (row - peak[i]) * beta
+            # exp() of anything below -_EXP_UNDERFLOW is exactly 0 in float32, so only the
+            # pixels near the peak can contribute: same result, a fraction of the exp() calls.
+            near = np.flatnonzero(logits > -_EXP_UNDERFLOW)
+            p = np.exp(logits[near])
+            p /= p.sum()
+            pts[i, 0] = p @ (near % w).astype(np.float32)
+            pts[i, 1] = p @ (near // w).astype(np.float32)
         if self.config.refine == "quadratic":
             pts = _refine_quadratic_np(flat.reshape(-1, h, w), pts)
-        peak = flat.max(axis=1)
         return Decoded(pts.reshape(*lead, 2).astype(np.float32), peak.reshape(*lead).astype(np.float32))
 
     # ------------------------------------------------------------------ decoding (torch)
@@ -201,15 +207,16 @@ def _refine_quadratic_np(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
     idx = np.arange(n)
     cx = np.clip(np.rint(pts[:, 0]).astype(np.int64), 0, w - 1)
     cy = np.clip(np.rint(pts[:, 1]).astype(np.int64), 0, h - 1)
-    logs = np.log(np.maximum(hm.astype(np.float64), _LOG_FLOOR))
     for axis, c, size in ((0, cx, w), (1, cy, h)):
         if size < 3:
             continue
         base = np.clip(c, 1, size - 2)
+        # Gather the three samples first, then take logs: O(N), not O(N*H*W).
         if axis == 0:
-            lm, l0, lp = logs[idx, cy, base - 1], logs[idx, cy, base], logs[idx, cy, base + 1]
+            samples = hm[idx[:, None], cy[:, None], base[:, None] + np.array([-1, 0, 1])]
         else:
-            lm, l0, lp = logs[idx, base - 1, cx], logs[idx, base, cx], logs[idx, base + 1, cx]
+            samples = hm[idx[:, None], base[:, None] + np.array([-1, 0, 1]), cx[:, None]]
+        lm, l0, lp = np.log(np.maximum(samples.astype(np.float64), _LOG_FLOOR)).T
         off = _three_point_vertex(lm, l0, lp, c, base > c, base < c)
         refined = c + off
         out[:, axis] = np.where(np.isnan(off), out[:, axis], refined)
@@ -224,16 +231,17 @@ def _refine_quadratic_torch(hm: "torch.Tensor", pts: "torch.Tensor") -> "torch.T
     idx = torch.arange(n, device=hm.device)
     cx = pts[:, 0].round().long().clamp(0, w - 1)
     cy = pts[:, 1].round().long().clamp(0, h - 1)
-    logs = torch.log(hm.double().clamp_min(_LOG_FLOOR))
     out = pts.double().clone()
+    offsets = torch.tensor([-1, 0, 1], device=hm.device)
     for axis, c, size in ((0, cx, w), (1, cy, h)):
         if size < 3:
             continue
         base = c.clamp(1, size - 2)
         if axis == 0:
-            lm, l0, lp = logs[idx, cy, base - 1], logs[idx, cy, base], logs[idx, cy, base + 1]
+            samples = hm[idx[:, None], cy[:, None], base[:, None] + offsets]
         else:
-            lm, l0, lp = logs[idx, base - 1, cx], logs[idx, base, cx], logs[idx, base + 1, cx]
+            samples = hm[idx[:, None], base[:, None] + offsets, cx[:, None]]
+        lm, l0, lp = torch.log(samples.double().clamp_min(_LOG_FLOOR)).unbind(dim=1)
         d1 = 0.5 * (lp - lm)
         d2 = lp - 2.0 * l0 + lm
         ok = d2 < -1e-9
