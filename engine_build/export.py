@@ -1,0 +1,438 @@
+"""``tryon export``: a checkpoint -> ONNX graphs that describe themselves, verified before they are kept.
+
+Per model, in ``--out``::
+
+    <category>_<S>_fg_fp32.onnx      foreground encoder: RGBA accessory (1,4,S,S) -> F_f, run once per accessory
+    <category>_<S>_frame_fp32.onnx   per-frame graph: background (1,3,S,S) + F_f -> heatmaps (1,4,S,S)
+                                     [+ ``keypoints`` (1,4,2), plain soft-argmax in float32, with --keypoints]
+    <category>_<S>_frame_fp16.onnx   FP16 variant of the per-frame graph (float32 I/O), unless --no-fp16
+    export.json                      the resolved model config and the verification report
+
+Static shapes (S = 224 or 448 by category), opset >= 17, and :class:`realtime.artifacts.ArtifactMeta`
+in each file's ``metadata_props``.
+
+The command verifies what it wrote, on real inputs (a STRAT split via ``--data``, else the
+bundled accessories on synthetic face-like backgrounds), comparing decoded keypoints in
+pixels (:class:`realtime.codec.HeatmapCodec`):
+
+* ONNX Runtime fp32 vs PyTorch: max error <= 0.1 px;
+* FP16 vs fp32: max error <= 1 px (mean / p95 / max reported). ONNX Runtime's CPU provider
+  runs an FP16 graph mostly in float32 (it casts unsupported float16 subgraphs up), so the
+  check runs :func:`engine_build.fp16.emulate_fp16` of the graph, which rounds every
+  activation to float16 as a GPU stores it; the plain ORT run of the FP16 file is reported
+  too (it proves the file loads and runs).
+
+Files are written to a temporary folder inside ``--out`` and moved into place only when
+every check passed, so a failed export leaves nothing that a backend could pick up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta,
+                                artifact_name)
+from realtime.checkpoint import atomic_write_bytes, file_sha256, load_model
+from realtime.codec import HeatmapCodec
+from realtime.config import ModelConfig
+from realtime.model import FramePath, ForegroundPath, TryOnNet
+from realtime.preprocess import background_input, foreground_input
+
+log = logging.getLogger(__name__)
+
+#: Lowest opset accepted (Resize/Softmax semantics we rely on are those of opset >= 13;
+#: 17 is the floor asked for and supported by TensorRT 10's parser and ORT >= 1.11).
+MIN_OPSET = 17
+#: Tolerances on decoded keypoints, in pixels at network resolution.
+FP32_TOLERANCE_PX = 0.1
+FP16_TOLERANCE_PX = 1.0
+#: Default number of verification samples.
+DEFAULT_SAMPLES = 32
+
+
+class ExportVerificationError(RuntimeError):
+    """An exported graph does not reproduce the reference within tolerance (message has the numbers)."""
+
+
+@dataclass
+class KeypointErrorStats:
+    """Euclidean keypoint errors in pixels over samples x 4 corners."""
+
+    n: int
+    mean_px: float
+    p95_px: float
+    max_px: float
+    worst_sample: int = -1
+
+    @classmethod
+    def between(cls, a_pts: np.ndarray, b_pts: np.ndarray) -> "KeypointErrorStats":
+        """Stats of ``|a - b|`` for (N, K, 2) keypoint arrays."""
+        d = np.linalg.norm(np.asarray(a_pts, np.float64) - np.asarray(b_pts, np.float64), axis=-1)  # (N, K)
+        return cls(n=int(d.size), mean_px=float(d.mean()), p95_px=float(np.percentile(d, 95)),
+                   max_px=float(d.max()), worst_sample=int(np.unravel_index(np.argmax(d), d.shape)[0]))
+
+    def __str__(self) -> str:
+        return f"mean {self.mean_px:.4f} px, p95 {self.p95_px:.4f} px, max {self.max_px:.4f} px over {self.n} points"
+
+
+@dataclass
+class ExportResult:
+    """What ``tryon export`` wrote and measured."""
+
+    out_dir: Path
+    fg_path: Path
+    frame_path: Path
+    frame_fp16_path: Path | None
+    config: ModelConfig
+    fp32_vs_torch: KeypointErrorStats
+    fp16_vs_fp32: KeypointErrorStats | None
+    inputs: str
+    fp16_ort_cpu_vs_fp32: KeypointErrorStats | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir), "fg": self.fg_path.name, "frame": self.frame_path.name,
+            "frame_fp16": self.frame_fp16_path.name if self.frame_fp16_path else None,
+            "model_config": self.config.to_dict(), "config_hash": self.config.hash(), "inputs": self.inputs,
+            "fp32_vs_torch": dataclasses.asdict(self.fp32_vs_torch),
+            "fp16_vs_fp32": dataclasses.asdict(self.fp16_vs_fp32) if self.fp16_vs_fp32 else None,
+            "fp16_vs_fp32_note": "fp16 = emulated float16 storage of every activation (engine_build.fp16.emulate_fp16)",
+            "fp16_ort_cpu_vs_fp32": (dataclasses.asdict(self.fp16_ort_cpu_vs_fp32)
+                                     if self.fp16_ort_cpu_vs_fp32 else None),
+            "tolerance_px": {"fp32": FP32_TOLERANCE_PX, "fp16": FP16_TOLERANCE_PX},
+            "timing_ms_during_verification": self.timing_ms,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Graphs
+# --------------------------------------------------------------------------------------
+
+class FrameWithKeypoints(nn.Module):
+    """Per-frame graph with an extra ``keypoints`` output: the paper's plain soft-argmax
+    (Eq. 4, ``refine="none"``) of the heatmaps, computed by the codec's own torch decoder in float32."""
+
+    def __init__(self, net: TryOnNet) -> None:
+        super().__init__()
+        self.frame = FramePath(net)
+        self.codec = HeatmapCodec(dataclasses.replace(net.cfg.codec, refine="none"))
+
+    def forward(self, bg: torch.Tensor, f_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hm = self.frame(bg, f_f)  # (1, 4, S, S)
+        return hm, self.codec.decode_torch(hm)  # (1, 4, 2)
+
+
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str],
+             output_names: list[str], opset: int) -> onnx.ModelProto:
+    """Trace ``module`` (in eval mode) to an ONNX model with static shapes."""
+    buf = io.BytesIO()
+    module.eval()  # the exporter restores the wrapper's mode afterwards: keep it eval
+    with warnings.catch_warnings():
+        # torch >= 2.9 warns that the TorchScript exporter is legacy; it needs no onnxscript.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _with_meta(model: onnx.ModelProto, meta: ArtifactMeta) -> onnx.ModelProto:
+    onnx.helper.set_model_props(model, meta.to_props())
+    model.producer_name = "tryon"
+    model.producer_version = meta.tryon_version
+    model.doc_string = (f"tryon {meta.graph} graph for {meta.category} ({meta.input_size}px, {meta.precision}); "
+                        f"metadata in metadata_props")
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_graphs(net: TryOnNet, out_dir: Path, *, opset: int = MIN_OPSET, keypoints: bool = False,
+                  fp16: bool = True, source_checkpoint: str = "", checkpoint_sha256: str = ""
+                  ) -> tuple[Path, Path, Path | None]:
+    """Write the fg, frame and (optionally) frame-fp16 graphs of ``net`` into ``out_dir``.
+
+    Returns:
+        Paths of the fg graph, the fp32 frame graph and the fp16 frame graph (or None).
+    """
+    from engine_build.fp16 import convert_to_fp16
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"--opset must be >= {MIN_OPSET}, got {opset}")
+    cfg = net.cfg
+    net = net.eval()
+    s = cfg.input_size
+    fg_name = artifact_name(cfg.category, s, "fg", "fp32")
+    common = dict(model_config=cfg.to_dict(), source_checkpoint=source_checkpoint,
+                  source_checkpoint_sha256=checkpoint_sha256, opset=opset)
+
+    fg = torch.zeros(1, 4, s, s)
+    bg = torch.zeros(1, 3, s, s)
+    with torch.inference_mode():
+        f_f = net.encode_foreground(fg)  # (1, C, S/32, S/32)
+    f_f = f_f.clone()
+
+    fg_model = _to_onnx(ForegroundPath(net), (fg,), [FG_INPUT], [FEATURES], opset)
+    fg_path = out_dir / fg_name
+    atomic_write_bytes(fg_path, _with_meta(fg_model, ArtifactMeta(graph="fg", precision="fp32", outputs=[FEATURES],
+                                                                  **common)).SerializeToString())
+
+    outputs = [HEATMAPS, KEYPOINTS] if keypoints else [HEATMAPS]
+    frame_module = FrameWithKeypoints(net) if keypoints else FramePath(net)
+    frame_model = _to_onnx(frame_module, (bg, f_f), [BG_INPUT, FEATURES], outputs, opset)
+    frame_meta = ArtifactMeta(graph="frame", precision="fp32", outputs=outputs, fg_graph=fg_name, **common)
+    frame_path = out_dir / artifact_name(cfg.category, s, "frame", "fp32")
+    atomic_write_bytes(frame_path, _with_meta(frame_model, frame_meta).SerializeToString())
+
+    fp16_path = None
+    if fp16:
+        half_model, kept = convert_to_fp16(frame_model)
+        half_meta = dataclasses.replace(frame_meta, precision="fp16", fp32_nodes=kept)
+        fp16_path = out_dir / artifact_name(cfg.category, s, "frame", "fp16")
+        atomic_write_bytes(fp16_path, _with_meta(half_model, half_meta).SerializeToString())
+    return fg_path, frame_path, fp16_path
+
+
+# --------------------------------------------------------------------------------------
+# Verification inputs
+# --------------------------------------------------------------------------------------
+
+def synthetic_backgrounds(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` deterministic face-like RGB backgrounds (S, S, 3) uint8: a smooth colour field,
+    a skin-toned head ellipse with eyes, brows and mouth, and sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        corners = rng.integers(0, 256, size=(2, 2, 3)).astype(np.float32)
+        img = cv2.resize(corners, (size, size), interpolation=cv2.INTER_LINEAR)
+        cx, cy = size * rng.uniform(0.4, 0.6), size * rng.uniform(0.45, 0.6)
+        ax, ay = size * rng.uniform(0.2, 0.3), size * rng.uniform(0.28, 0.38)
+        angle = rng.uniform(-20, 20)
+        skin = rng.uniform([150, 100, 80], [240, 190, 160])
+        cv2.ellipse(img, (int(cx), int(cy)), (int(ax), int(ay)), angle, 0, 360, skin.tolist(), -1, cv2.LINE_AA)
+        dark = (rng.uniform(20, 70),) * 3
+        for side in (-1, 1):
+            ex, ey = cx + side * 0.4 * ax, cy - 0.2 * ay
+            cv2.ellipse(img, (int(ex), int(ey)), (max(int(0.15 * ax), 1), max(int(0.07 * ay), 1)), angle, 0, 360,
+                        dark, -1, cv2.LINE_AA)
+            cv2.line(img, (int(ex - 0.15 * ax), int(ey - 0.15 * ay)), (int(ex + 0.15 * ax), int(ey - 0.17 * ay)),
+                     dark, max(size // 100, 1), cv2.LINE_AA)
+        cv2.ellipse(img, (int(cx), int(cy + 0.45 * ay)), (max(int(0.25 * ax), 1), max(int(0.05 * ay), 1)), angle,
+                    0, 360, (150, 60, 60), -1, cv2.LINE_AA)
+        img += rng.normal(0.0, 4.0, img.shape).astype(np.float32)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+def verification_pairs(cfg: ModelConfig, data: str | Path | None = None, samples: int = DEFAULT_SAMPLES,
+                       seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """``samples`` (foreground RGBA, background RGB) pairs at network size, and a description.
+
+    From the STRAT split ``data`` (evenly spaced samples, :class:`training.strat.StratDataset`)
+    if given, else the bundled accessories cycled over :func:`synthetic_backgrounds`.
+    """
+    s = cfg.input_size
+    if data is not None:
+        from training.strat import StratDataset
+
+        ds = StratDataset(data, category=cfg.category, size=s)
+        if len(ds) == 0:
+            raise ValueError(f"--data {data}: the split has no samples")
+        idx = np.unique(np.linspace(0, len(ds) - 1, min(samples, len(ds))).round().astype(int))
+        pairs = []
+        for i in idx:
+            item = ds[int(i)]
+            pairs.append((item["foreground"], item["background"]))
+        return pairs, f"{len(pairs)} samples of STRAT split {ds.split_dir}"
+    from realtime.accessories import bundled_accessories
+
+    accs = bundled_accessories(cfg.category)
+    bgs = synthetic_backgrounds(samples, s, seed)
+    pairs = [(accs[i % len(accs)].rgba, bgs[i]) for i in range(samples)]
+    return pairs, f"{samples} synthetic backgrounds x {len(accs)} bundled {cfg.category} accessories"
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------
+
+
+
+def compare_keypoints(net: TryOnNet, backends: dict[str, Any], pairs: list[tuple[np.ndarray, np.ndarray]]
+                      ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Decoded keypoints (N, 4, 2) of torch and of each backend on the same inputs.
+
+    Returns:
+        ``({"torch": pts, name: pts, ...}, {name: mean per-frame ms})``; the timings are the
+        per-frame calls made here (torch ``forward_frame`` / backend ``infer``, F_f cached,
+        no decoding), a rough figure, not a benchmark.
+    """
+    from tqdm import tqdm
+
+    cfg = net.cfg
+    codec = HeatmapCodec(cfg.codec)
+    pts: dict[str, list[np.ndarray]] = {"torch": [], **{k: [] for k in backends}}
+    secs: dict[str, float] = {"torch": 0.0, **{k: 0.0 for k in backends}}
+    for fg_rgba, bg_rgb in tqdm(pairs, desc="verify", unit="sample", leave=False):
+        fg_in, _ = foreground_input(fg_rgba, cfg.input_size)
+        bg_in = background_input(_at_size(bg_rgb, cfg.input_size))
+        with torch.inference_mode():
+            f_f = net.encode_foreground(torch.from_numpy(fg_in))
+            t0 = time.perf_counter()
+            hm = net.forward_frame(torch.from_numpy(bg_in), f_f, semantic_logits=False)[0].numpy()
+            secs["torch"] += time.perf_counter() - t0
+        pts["torch"].append(codec.decode(hm).pts_xy[0])
+        for name, backend in backends.items():
+            backend.set_foreground(fg_in)
+            t0 = time.perf_counter()
+            hm = backend.infer(bg_in)
+            secs[name] += time.perf_counter() - t0
+            pts[name].append(codec.decode(hm).pts_xy[0])
+    n = max(len(pairs), 1)
+    return {k: np.stack(v) for k, v in pts.items()}, {k: 1e3 * v / n for k, v in secs.items()}
+
+
+def _at_size(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[:2] == (size, size):
+        return img
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | Path | None = None,
+                      opset: int = MIN_OPSET, keypoints: bool = False, fp16: bool = True,
+                      samples: int = DEFAULT_SAMPLES, fp32_tolerance_px: float = FP32_TOLERANCE_PX,
+                      fp16_tolerance_px: float = FP16_TOLERANCE_PX, intra_op_threads: int | None = None
+                      ) -> ExportResult:
+    """Export a checkpoint to ONNX, verify it, and move the files into ``out_dir``.
+
+    Args:
+        checkpoint: a tryon checkpoint (``realtime.checkpoint``).
+        out_dir: output folder (created).
+        data: STRAT split for verification inputs, or None for synthetic ones.
+        opset: ONNX opset (>= 17).
+        keypoints: add the ``keypoints`` output (plain soft-argmax) to the frame graphs.
+        fp16: also write and verify the FP16 frame graph.
+        samples: number of verification samples.
+        fp32_tolerance_px: max keypoint error of ONNX Runtime fp32 vs PyTorch.
+        fp16_tolerance_px: max keypoint error of the fp16 graph vs the fp32 graph.
+        intra_op_threads: ONNX Runtime threads for the verification (None: ORT's default).
+
+    Raises:
+        ExportVerificationError: a check failed; nothing is left in ``out_dir``.
+    """
+    from engine_build.fp16 import emulate_fp16
+    from realtime.backends.onnx_backend import OnnxBackend
+
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir)
+    net, cfg, _ = load_model(checkpoint)
+    sha = file_sha256(checkpoint)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    try:
+        fg_path, frame_path, fp16_path = export_graphs(
+            net, tmp, opset=opset, keypoints=keypoints, fp16=fp16, source_checkpoint=str(checkpoint.resolve()),
+            checkpoint_sha256=sha)
+        pairs, described = verification_pairs(cfg, data, samples)
+        providers = ["CPUExecutionProvider"]  # verification is about the graph, on the reference EP
+        backends = {"ort_fp32": OnnxBackend(frame_path, providers=providers, intra_op_threads=intra_op_threads)}
+        if fp16_path is not None:
+            backends["ort_fp16"] = OnnxBackend(fp16_path, providers=providers, intra_op_threads=intra_op_threads)
+            emulated = tmp / "fp16_emulated.onnx"  # stays in the temporary folder
+            atomic_write_bytes(emulated, emulate_fp16(onnx.load(str(fp16_path))).SerializeToString())
+            backends["fp16_emulated"] = OnnxBackend(emulated, providers=providers, intra_op_threads=intra_op_threads)
+        pts, timing = compare_keypoints(net, backends, pairs)
+        timing.pop("fp16_emulated", None)  # its speed means nothing
+        fp32_stats = KeypointErrorStats.between(pts["ort_fp32"], pts["torch"])
+        log.info("ONNX Runtime fp32 vs PyTorch: %s", fp32_stats)
+        if fp32_stats.max_px > fp32_tolerance_px:
+            raise ExportVerificationError(
+                f"ONNX Runtime fp32 keypoints differ from PyTorch by up to {fp32_stats.max_px:.4f} px "
+                f"(> {fp32_tolerance_px} px; sample {fp32_stats.worst_sample} of {described}): {fp32_stats}. "
+                f"The exported graph does not reproduce the checkpoint {checkpoint}.")
+        fp16_stats = ort_fp16_stats = None
+        if fp16_path is not None:
+            ort_fp16_stats = KeypointErrorStats.between(pts["ort_fp16"], pts["ort_fp32"])
+            fp16_stats = KeypointErrorStats.between(pts["fp16_emulated"], pts["ort_fp32"])
+            log.info("FP16 (emulated storage) vs fp32: %s; ONNX Runtime CPU fp16 file vs fp32: %s", fp16_stats,
+                     ort_fp16_stats)
+            if fp16_stats.max_px > fp16_tolerance_px:
+                raise ExportVerificationError(
+                    f"FP16 keypoints differ from fp32 by up to {fp16_stats.max_px:.3f} px (> {fp16_tolerance_px} px; "
+                    f"sample {fp16_stats.worst_sample} of {described}): {fp16_stats}. Keep more nodes in float32 "
+                    f"(engine_build.fp16.DEFAULT_FP32_OPS) or export with --no-fp16.")
+        for backend in backends.values():
+            backend.close()
+        final = {p: out_dir / p.name for p in (fg_path, frame_path, fp16_path) if p is not None}
+        for src, dst in final.items():
+            os.replace(src, dst)
+        result = ExportResult(out_dir=out_dir, fg_path=final[fg_path], frame_path=final[frame_path],
+                              frame_fp16_path=final.get(fp16_path) if fp16_path else None, config=cfg,
+                              fp32_vs_torch=fp32_stats, fp16_vs_fp32=fp16_stats, inputs=described,
+                              fp16_ort_cpu_vs_fp32=ort_fp16_stats, timing_ms=timing)
+        report = {**result.to_dict(), "source_checkpoint": str(checkpoint.resolve()), "source_checkpoint_sha256": sha}
+        atomic_write_bytes(out_dir / "export.json", (json.dumps(report, indent=2) + "\n").encode())
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tryon export``: parse, validate, call :func:`export_checkpoint`, print the summary."""
+    parser = argparse.ArgumentParser(
+        prog="tryon export", description="Export a checkpoint to ONNX (foreground + per-frame graphs, FP16 "
+                                         "variant), verified on real inputs.")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="tryon checkpoint (.pt)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--data", type=Path, help="STRAT split for verification inputs (default: synthetic)")
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    parser.add_argument("--keypoints", action="store_true",
+                        help="add a 'keypoints' output (plain soft-argmax, float32) to the frame graphs")
+    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the FP16 frame graph")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="verification samples")
+    parser.add_argument("--fp16-tolerance", type=float, default=FP16_TOLERANCE_PX,
+                        help="max fp16 vs fp32 keypoint error in px")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")
+    if args.data is not None and not args.data.exists():
+        raise FileNotFoundError(f"--data: no such folder: {args.data}")
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    res = export_checkpoint(args.checkpoint, args.out, data=args.data, opset=args.opset, keypoints=args.keypoints,
+                            fp16=args.fp16, samples=args.samples, fp16_tolerance_px=args.fp16_tolerance,
+                            intra_op_threads=args.threads)
+    print(f"exported {res.config.category} model ({res.config.input_size}px, config {res.config.hash()}) to "
+          f"{res.out_dir}")
+    for path in (res.fg_path, res.frame_path, res.frame_fp16_path):
+        if path is not None:
+            print(f"  {path.name}  ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"verified on {res.inputs}")
+    print(f"  ONNX Runtime fp32 vs PyTorch: {res.fp32_vs_torch}  (limit {FP32_TOLERANCE_PX} px)")
+    if res.fp16_vs_fp32 is not None:
+        print(f"  FP16 (emulated) vs fp32:      {res.fp16_vs_fp32}  (limit {args.fp16_tolerance} px)")
+        print(f"  ONNX Runtime CPU fp16 file:   {res.fp16_ort_cpu_vs_fp32}  (ORT computes most of it in fp32)")
+    return 0

@@ -1,0 +1,526 @@
+"""TensorRT backend: two engines (foreground encoder + per-frame graph) run with pycuda buffers.
+
+* Engines are tryon engine files (:mod:`realtime.backends.engine_file`): the JSON header is
+  read and checked first (:func:`realtime.artifacts.check_engine_header`), so an engine
+  built by another TensorRT version, for another GPU, or for another accessory category is
+  refused with the command that rebuilds it, before TensorRT deserialises anything.
+* The frame engine's foreground engine is found by metadata in the same folder (same model
+  config hash, graph role ``fg``), or passed explicitly.
+* Execution: ``execute_async_v3`` with named tensor addresses (``set_tensor_address``), one
+  CUDA stream, page-locked host buffers (``pagelocked_empty``). The foreground engine writes
+  F_f into a device buffer that IS the frame engine's F_f input: no host round trip.
+* Optional CUDA-graph capture of the per-frame work (H2D copy, ``execute_async_v3``, D2H
+  copy), replayed with one launch (CUDA driver API through ctypes; pycuda has no stable
+  graph API). Falls back to plain execution if capture fails.
+* The CUDA context is pycuda's explicit retain of the device's primary context (the one
+  torch and the CUDA runtime share), pushed around each call: no ``pycuda.autoinit``.
+* TensorRT 10 / 11 differences live in one helper, :class:`TrtApi` (used by the builder too).
+
+``tensorrt`` and ``pycuda`` are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, ArtifactMeta, ArtifactMismatchError,
+                                check_engine_header, check_pair, trt_version_key)
+from realtime.backends.base import Backend, BackendError, ModelInfo
+from realtime.backends.engine_file import EngineFileError, read_engine_file, read_engine_header
+
+log = logging.getLogger(__name__)
+
+#: Oldest TensorRT major version served (name-based tensor API, execute_async_v3).
+MIN_TRT_MAJOR = 10
+
+
+class TrtVersionError(BackendError):
+    """The installed TensorRT cannot do what was asked (message says what to do instead)."""
+
+
+# --------------------------------------------------------------------------------------
+# TensorRT 10 vs 11: the one helper
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How an engine is built from one ONNX graph.
+
+    Attributes:
+        strongly_typed: network created strongly typed (precision taken from the ONNX).
+        fp16_flag: TensorRT 10 weak typing with ``BuilderFlag.FP16``.
+        precision: what the engine computes in (``fp16`` / ``fp32``), for its name and header.
+    """
+
+    strongly_typed: bool
+    fp16_flag: bool
+    precision: str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine I/O tensor."""
+
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+    dtype: Any  # numpy dtype
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": "input" if self.is_input else "output", "shape": list(self.shape),
+                "dtype": np.dtype(self.dtype).name}
+
+
+class TrtApi:
+    """Every TensorRT-version difference, behind one interface (torch2trt's ``_pre_10``/``_post_10``).
+
+    Use :meth:`for_module`; subclasses :class:`_TrtApi10` and :class:`_TrtApi11` hold the
+    version-specific parts. What differs:
+
+    * precision: TensorRT 10 builds fp32 ONNX graphs weakly typed, with ``BuilderFlag.FP16``
+      when asked, and keeps the overflow-prone layers in float32 through per-layer precision
+      constraints; an FP16 ONNX graph is built strongly typed. TensorRT 11 removed weak typing
+      and the precision flags (TensorRT 10.x -> 11.x migration guide): every network is
+      strongly typed, so FP16 must come from the FP16 ONNX graph.
+    * network creation flags (``STRONGLY_TYPED`` exists in 10, is deprecated and ignored in 11).
+
+    The runtime side (named tensors, ``execute_async_v3``) is the same in 10 and 11.
+    """
+
+    major = 0
+
+    def __init__(self, trt: Any) -> None:
+        self.trt = trt
+        self.version = str(trt.__version__)
+
+    @staticmethod
+    def for_module(trt: Any) -> "TrtApi":
+        """The helper for the imported ``tensorrt`` module (its ``__version__`` decides)."""
+        major = trt_version_key(trt.__version__)[0]
+        if major < MIN_TRT_MAJOR:
+            raise TrtVersionError(f"TensorRT {trt.__version__} is too old: tryon needs TensorRT >= {MIN_TRT_MAJOR} "
+                                  f"(pip install 'tensorrt>=10,<12')")
+        return _TrtApi10(trt) if major == 10 else _TrtApi11(trt)
+
+    # ------------------------------------------------------------------ build side
+    def build_plan(self, fp16: bool, onnx_precision: str) -> BuildPlan:
+        """Decide typing and flags for ``--fp16`` (``fp16``) and the ONNX graph's precision."""
+        raise NotImplementedError
+
+    def network_flags(self, plan: BuildPlan) -> int:
+        """Flags for ``builder.create_network``."""
+        raise NotImplementedError
+
+    def apply_precision(self, config: Any, network: Any, plan: BuildPlan, fp32_layers: set[str]) -> int:
+        """Set precision flags / constraints on ``config``; returns the number of layers pinned to float32."""
+        return 0
+
+    # ------------------------------------------------------------------ run side
+    def io_tensors(self, engine: Any) -> list[TensorSpec]:
+        """The engine's I/O tensors by name (TensorRT >= 10 name-based API)."""
+        trt = self.trt
+        out = []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            out.append(TensorSpec(name=name, is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                                  shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
+                                  dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name)))))
+        return out
+
+    def execute(self, context: Any, stream_handle: int) -> None:
+        """Enqueue one inference on ``stream_handle``."""
+        if not context.execute_async_v3(stream_handle):
+            raise BackendError("TensorRT: execute_async_v3 failed (see the TensorRT log above)")
+
+
+class _TrtApi10(TrtApi):
+    major = 10
+
+    def build_plan(self, fp16: bool, onnx_precision: str) -> BuildPlan:
+        if onnx_precision == "fp16":
+            # The graph carries its types (float32 I/O and kept nodes, half elsewhere): build it as typed.
+            return BuildPlan(strongly_typed=True, fp16_flag=False, precision="fp16")
+        return BuildPlan(strongly_typed=False, fp16_flag=bool(fp16), precision="fp16" if fp16 else "fp32")
+
+    def network_flags(self, plan: BuildPlan) -> int:
+        if plan.strongly_typed:
+            return 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return 0  # EXPLICIT_BATCH is implied (deprecated and ignored in 10)
+
+    def apply_precision(self, config: Any, network: Any, plan: BuildPlan, fp32_layers: set[str]) -> int:
+        trt = self.trt
+        if not plan.fp16_flag:
+            return 0
+        config.set_flag(trt.BuilderFlag.FP16)
+        pinned = 0
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if layer.name not in fp32_layers:
+                continue
+            layer.precision = trt.float32
+            for k in range(layer.num_outputs):
+                if layer.get_output(k).dtype == trt.float32:
+                    layer.set_output_type(k, trt.float32)
+            pinned += 1
+        if pinned:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        return pinned
+
+
+class _TrtApi11(TrtApi):
+    major = 11
+
+    def build_plan(self, fp16: bool, onnx_precision: str) -> BuildPlan:
+        if fp16 and onnx_precision != "fp16":
+            raise TrtVersionError(
+                f"TensorRT {self.version} builds strongly typed networks only (BuilderFlag.FP16 was removed in 11): "
+                f"the precision comes from the ONNX graph. Pass the FP16 graph (the *_fp16.onnx written by "
+                f"'tryon export') instead of --fp16 with an fp32 graph.")
+        return BuildPlan(strongly_typed=True, fp16_flag=False, precision=onnx_precision)
+
+    def network_flags(self, plan: BuildPlan) -> int:
+        return 0  # strongly typed always; the STRONGLY_TYPED flag is deprecated and ignored
+
+
+# --------------------------------------------------------------------------------------
+# Imports, device identity, engine discovery
+# --------------------------------------------------------------------------------------
+
+def import_tensorrt() -> Any:
+    """``import tensorrt`` or a :class:`BackendError` saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise BackendError(f"TensorRT is not installed ({exc}); install it with: pip install 'tryon-realtime[trt]' "
+                           f"(needs an NVIDIA GPU and driver)") from exc
+    return tensorrt
+
+
+def import_pycuda() -> Any:
+    """``pycuda.driver`` (no ``pycuda.autoinit``: contexts are created explicitly)."""
+    try:
+        import pycuda.driver as cuda
+    except ImportError as exc:
+        raise BackendError(f"pycuda is not installed ({exc}); install it with: pip install 'tryon-realtime[trt]'"
+                           ) from exc
+    return cuda
+
+
+def gpu_identity(device: int = 0) -> tuple[str, str]:
+    """``(name, "major.minor")`` of CUDA device ``device`` (via pycuda)."""
+    cuda = import_pycuda()
+    cuda.init()
+    if device >= cuda.Device.count():
+        raise BackendError(f"CUDA device {device} requested, {cuda.Device.count()} present")
+    dev = cuda.Device(device)
+    major, minor = dev.compute_capability()
+    return str(dev.name()), f"{major}.{minor}"
+
+
+def find_fg_engine(frame_path: Path, frame_header: dict[str, Any], *, trt_version: str, gpu_name: str,
+                   compute_capability: str) -> Path:
+    """The foreground engine that belongs to a frame engine: same folder, same config hash,
+    built by this TensorRT for this GPU.
+
+    Raises:
+        FileNotFoundError: none found; the message gives the command that builds it.
+    """
+    want_hash = frame_header.get("artifact", {}).get("config_hash")
+    candidates = []
+    for path in sorted(frame_path.parent.glob("*.engine")):
+        if path == frame_path:
+            continue
+        try:
+            header = read_engine_header(path)
+        except (EngineFileError, OSError):
+            continue
+        art = header.get("artifact", {})
+        if art.get("graph") == "fg" and art.get("config_hash") == want_hash:
+            candidates.append((path, header))
+    for path, header in candidates:
+        try:
+            check_engine_header(header, str(path), trt_version=trt_version, gpu_name=gpu_name,
+                                compute_capability=compute_capability, graph="fg")
+        except ArtifactMismatchError as exc:
+            log.info("not using %s: %s", path, exc)
+            continue
+        return path
+    source = Path(str(frame_header.get("source_onnx", "DIR/x.onnx")))
+    fg_onnx = source.parent / str(frame_header.get("artifact", {}).get("fg_graph", "<fg graph>.onnx"))
+    found = f" ({len(candidates)} found but built elsewhere)" if candidates else ""
+    raise FileNotFoundError(f"no foreground engine for {frame_path.name} in {frame_path.parent}{found}; build it "
+                            f"with: tryon build-engine --onnx {fg_onnx} --out {frame_path.parent}")
+
+
+def check_engine_pair(frame_path: str | Path, fg_path: str | Path | None, *, trt_version: str, gpu_name: str,
+                      compute_capability: str, category: str | None = None
+                      ) -> tuple[dict[str, Any], Path, dict[str, Any], ArtifactMeta]:
+    """Read and check both engine headers before anything is deserialised.
+
+    Returns:
+        ``(frame_header, fg_path, fg_header, frame_meta)``.
+
+    Raises:
+        ArtifactMismatchError: an engine does not fit (message says what to rebuild).
+    """
+    frame_path = Path(frame_path)
+    ident = dict(trt_version=trt_version, gpu_name=gpu_name, compute_capability=compute_capability)
+    frame_header = read_engine_header(frame_path)
+    frame_meta = check_engine_header(frame_header, str(frame_path), graph="frame", category=category, **ident)
+    fg_path = Path(fg_path) if fg_path is not None else find_fg_engine(frame_path, frame_header, **ident)
+    fg_header = read_engine_header(fg_path)
+    fg_meta = check_engine_header(fg_header, str(fg_path), graph="fg", category=category, **ident)
+    check_pair(fg_meta, frame_meta, str(fg_path), str(frame_path))
+    return frame_header, fg_path, fg_header, frame_meta
+
+
+def find_frame_engine(folder: Path, category: str | None) -> Path:
+    """The single frame engine in ``folder`` (for ``category`` if given), by header."""
+    fits = []
+    for path in sorted(folder.glob("*.engine")):
+        try:
+            art = read_engine_header(path).get("artifact", {})
+        except (EngineFileError, OSError):
+            continue
+        if art.get("graph") == "frame" and category in (None, art.get("model_config", {}).get("category")):
+            fits.append(path)
+    if len(fits) != 1:
+        raise BackendError(f"{folder}: {len(fits)} frame engines{' for ' + category if category else ''} "
+                           f"({', '.join(p.name for p in fits) or 'none'}); pass the .engine file")
+    return fits[0]
+
+
+# --------------------------------------------------------------------------------------
+# CUDA graphs through the driver API (ctypes)
+# --------------------------------------------------------------------------------------
+
+class CudaGraph:
+    """Capture work enqueued on a stream once, replay it with one launch (CUDA driver API).
+
+    Uses ``cuStreamBeginCapture_v2`` / ``cuStreamEndCapture`` / ``cuGraphInstantiateWithFlags``
+    (CUDA >= 11.4) / ``cuGraphLaunch`` from ``libcuda``, on the caller's current context.
+    """
+
+    #: CUstreamCaptureMode: CU_STREAM_CAPTURE_MODE_THREAD_LOCAL (cuda.h).
+    THREAD_LOCAL = 1
+
+    def __init__(self) -> None:
+        name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+        self._lib = ctypes.CDLL(name)
+        self._graph = ctypes.c_void_p()
+        self._exec = ctypes.c_void_p()
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise BackendError(f"CUDA graph: {what} failed with CUresult {rc}")
+
+    def capture(self, stream_handle: int, enqueue: Any) -> None:
+        """Run ``enqueue()`` under stream capture and instantiate the graph."""
+        stream = ctypes.c_void_p(stream_handle)
+        self._check(self._lib.cuStreamBeginCapture_v2(stream, ctypes.c_int(self.THREAD_LOCAL)),
+                    "cuStreamBeginCapture")
+        try:
+            enqueue()
+        finally:
+            rc = self._lib.cuStreamEndCapture(stream, ctypes.byref(self._graph))
+        self._check(rc, "cuStreamEndCapture")
+        self._check(self._lib.cuGraphInstantiateWithFlags(ctypes.byref(self._exec), self._graph,
+                                                          ctypes.c_ulonglong(0)), "cuGraphInstantiateWithFlags")
+
+    def launch(self, stream_handle: int) -> None:
+        self._check(self._lib.cuGraphLaunch(self._exec, ctypes.c_void_p(stream_handle)), "cuGraphLaunch")
+
+    def close(self) -> None:
+        if self._exec:
+            self._lib.cuGraphExecDestroy(self._exec)
+            self._exec = ctypes.c_void_p()
+        if self._graph:
+            self._lib.cuGraphDestroy(self._graph)
+            self._graph = ctypes.c_void_p()
+
+
+# --------------------------------------------------------------------------------------
+# The backend
+# --------------------------------------------------------------------------------------
+
+class TensorRTBackend(Backend):
+    """Runs a tryon engine pair with TensorRT (>= 10) and pycuda.
+
+    Args:
+        frame_path: the per-frame ``.engine``.
+        fg_path: its foreground engine (default: found by metadata in the same folder).
+        category: requested accessory category (an engine for another is refused).
+        device: CUDA device index.
+        cuda_graph: capture the per-frame H2D + execute + D2H as a CUDA graph.
+    """
+
+    def __init__(self, frame_path: str | Path, fg_path: str | Path | None = None, category: str | None = None,
+                 device: int = 0, cuda_graph: bool = False) -> None:
+        trt = import_tensorrt()
+        self.api = TrtApi.for_module(trt)
+        cuda = import_pycuda()
+        gpu_name, cc = gpu_identity(device)
+        frame_header, fg_path, fg_header, frame_meta = check_engine_pair(
+            frame_path, fg_path, trt_version=self.api.version, gpu_name=gpu_name, compute_capability=cc,
+            category=category)
+        self._cuda = cuda
+        self._ctx = cuda.Device(device).retain_primary_context()
+        self._allocs: list[Any] = []
+        self._graph: CudaGraph | None = None
+        self._have_fg = False
+        cfg = frame_meta.config()
+        self.info = ModelInfo(config=cfg, backend="tensorrt", precision=frame_header.get("precision", "fp32"),
+                              source=str(frame_path),
+                              meta={"frame_header": frame_header, "fg_engine": str(fg_path), "gpu": gpu_name,
+                                    "compute_capability": cc, "tensorrt": self.api.version})
+        try:
+            with self._active():
+                self._logger = trt.Logger(trt.Logger.WARNING)
+                self._runtime = trt.Runtime(self._logger)
+                self._fg_engine = self._deserialize(fg_path)
+                self._frame_engine = self._deserialize(Path(frame_path))
+                self._fg_context = self._fg_engine.create_execution_context()
+                self._frame_context = self._frame_engine.create_execution_context()
+                self._stream = cuda.Stream()
+                self._bind(cfg, fg_path, Path(frame_path))
+                if cuda_graph:
+                    self._capture_graph()
+        except BaseException:
+            self.close()  # release what was created, and the retained context
+            raise
+
+    @classmethod
+    def from_path(cls, path: str | Path, category: str | None = None, **kwargs: Any) -> "TensorRTBackend":
+        """Open a frame ``.engine`` (or a folder holding one frame engine)."""
+        path = Path(path)
+        if path.is_dir():
+            path = find_frame_engine(path, category)
+        return cls(path, category=category, **kwargs)
+
+    @contextlib.contextmanager
+    def _active(self) -> Iterator[None]:
+        self._ctx.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def _deserialize(self, path: Path) -> Any:
+        _, blob = read_engine_file(path)
+        engine = self._runtime.deserialize_cuda_engine(blob)
+        if engine is None:
+            raise BackendError(f"{path}: TensorRT could not deserialise the engine (see its log above); rebuild it "
+                               f"with: tryon build-engine")
+        return engine
+
+    def _alloc(self, nbytes: int) -> Any:
+        mem = self._cuda.mem_alloc(max(int(nbytes), 1))
+        self._allocs.append(mem)
+        return mem
+
+    def _bind(self, cfg: Any, fg_path: Path, frame_path: Path) -> None:
+        """Allocate buffers, check engine I/O against the model config, set tensor addresses."""
+        s, c, fs = cfg.input_size, cfg.feature_channels, cfg.feature_size
+        fg_io = {t.name: t for t in self.api.io_tensors(self._fg_engine)}
+        frame_io = {t.name: t for t in self.api.io_tensors(self._frame_engine)}
+        want = [(fg_path, fg_io, FG_INPUT, True, (1, 4, s, s)), (fg_path, fg_io, FEATURES, False, (1, c, fs, fs)),
+                (frame_path, frame_io, BG_INPUT, True, (1, 3, s, s)),
+                (frame_path, frame_io, FEATURES, True, (1, c, fs, fs)),
+                (frame_path, frame_io, HEATMAPS, False, (1, 4, s, s))]
+        for path, io, name, is_input, shape in want:
+            spec = io.get(name)
+            if spec is None or spec.is_input != is_input or spec.shape != shape:
+                raise ArtifactMismatchError(f"{path}: tensor {name!r} is {spec.to_dict() if spec else 'missing'}, "
+                                            f"the model config needs {'input' if is_input else 'output'} {shape}; "
+                                            f"rebuild with: tryon build-engine")
+        if fg_io[FEATURES].dtype != frame_io[FEATURES].dtype:
+            raise ArtifactMismatchError(f"{fg_path} writes F_f as {fg_io[FEATURES].dtype}, {frame_path} reads "
+                                        f"{frame_io[FEATURES].dtype}; rebuild both from one 'tryon export'")
+        cuda = self._cuda
+        self._fg_host = cuda.pagelocked_empty(fg_io[FG_INPUT].shape, fg_io[FG_INPUT].dtype)
+        self._fg_dev = self._alloc(self._fg_host.nbytes)
+        f_f = fg_io[FEATURES]
+        self._ff_dev = self._alloc(int(np.prod(f_f.shape)) * np.dtype(f_f.dtype).itemsize)  # stays on the device
+        self._bg_host = cuda.pagelocked_empty(frame_io[BG_INPUT].shape, frame_io[BG_INPUT].dtype)
+        self._bg_dev = self._alloc(self._bg_host.nbytes)
+        self._hm_host = cuda.pagelocked_empty(frame_io[HEATMAPS].shape, frame_io[HEATMAPS].dtype)
+        self._hm_dev = self._alloc(self._hm_host.nbytes)
+        self._fg_context.set_tensor_address(FG_INPUT, int(self._fg_dev))
+        self._fg_context.set_tensor_address(FEATURES, int(self._ff_dev))
+        self._frame_context.set_tensor_address(BG_INPUT, int(self._bg_dev))
+        self._frame_context.set_tensor_address(FEATURES, int(self._ff_dev))  # F_f bound directly
+        self._frame_context.set_tensor_address(HEATMAPS, int(self._hm_dev))
+        for name, spec in frame_io.items():  # extra outputs (e.g. keypoints) get device buffers
+            if not spec.is_input and name != HEATMAPS:
+                mem = self._alloc(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize)
+                self._frame_context.set_tensor_address(name, int(mem))
+
+    def _enqueue_frame(self) -> None:
+        cuda, stream = self._cuda, self._stream
+        cuda.memcpy_htod_async(self._bg_dev, self._bg_host, stream)
+        self.api.execute(self._frame_context, stream.handle)
+        cuda.memcpy_dtoh_async(self._hm_host, self._hm_dev, stream)
+
+    def _capture_graph(self) -> None:
+        # One plain run first: TensorRT finishes deferred setup outside the capture
+        # (TensorRT developer guide, "CUDA Graphs").
+        self._bg_host.fill(0)
+        self._enqueue_frame()
+        self._stream.synchronize()
+        graph = CudaGraph()
+        try:
+            graph.capture(self._stream.handle, self._enqueue_frame)
+        except (BackendError, OSError) as exc:
+            graph.close()
+            log.warning("CUDA graph capture failed, running without it: %s", exc)
+            return
+        self._graph = graph
+
+    def set_foreground(self, fg_input: np.ndarray) -> None:
+        x = self._check_input(fg_input, 4, "foreground input")
+        np.copyto(self._fg_host, x, casting="same_kind")
+        with self._active():
+            self._cuda.memcpy_htod_async(self._fg_dev, self._fg_host, self._stream)
+            self.api.execute(self._fg_context, self._stream.handle)  # writes F_f into the frame input buffer
+            self._stream.synchronize()
+        self._have_fg = True
+
+    def infer(self, bg_input: np.ndarray) -> np.ndarray:
+        if not self._have_fg:
+            raise BackendError("tensorrt backend: call set_foreground() before infer()")
+        x = self._check_input(bg_input, 3, "background input")
+        np.copyto(self._bg_host, x, casting="same_kind")
+        with self._active():
+            if self._graph is not None:
+                self._graph.launch(self._stream.handle)
+            else:
+                self._enqueue_frame()
+            self._stream.synchronize()
+        return np.array(self._hm_host, dtype=np.float32, copy=True)
+
+    def synchronize(self) -> None:
+        with self._active():
+            self._stream.synchronize()
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None) is None:
+            return
+        with self._active():
+            if self._graph is not None:
+                self._graph.close()
+                self._graph = None
+            for name in ("_fg_context", "_frame_context", "_fg_engine", "_frame_engine", "_runtime", "_stream"):
+                setattr(self, name, None)  # TensorRT objects go before their memory and context
+            for mem in self._allocs:
+                mem.free()
+            self._allocs.clear()
+        self._ctx.detach()
+        self._ctx = None
