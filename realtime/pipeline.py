@@ -7,13 +7,19 @@ stage              what it does (where)
 =================  ==========================================================================
 capture            newest camera frame / next file frame (:mod:`realtime.capture`)
 roi                detect / follow / smooth the face, square crop (:mod:`realtime.roi`)
-preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.preprocess.background_input`)
+preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.native.preprocess_crop`)
 infer              backend.infer with the cached accessory features F_f (:mod:`realtime.backends`)
 decode             soft-argmax (:meth:`realtime.codec.HeatmapCodec.decode`), crop -> frame px
 smooth             confidence gate + One Euro filter (:mod:`realtime.smoothing`)
 composite          homography + warp + alpha blend, footprint only (:mod:`realtime.render`)
 display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.app`)
 =================  ==========================================================================
+
+The two per-pixel stages (preprocess, composite) run the native C++ kernels of
+:mod:`realtime.native` where they win on this CPU, and their OpenCV/NumPy references
+otherwise (``TryOnPipeline(prefer_native=False)`` forces the references, ``True`` the
+kernels, None takes :data:`realtime.native.PREFER_NATIVE`; ``$TRYON_NATIVE_LIB=off``
+disables the library process-wide). Both agree within one grey level (tests/realtime/test_native.py).
 
 :class:`TryOnPipeline` holds the stateful stages (``reset()`` replays from scratch) and
 the accessory catalogue; the accessory is encoded once (``Backend.set_foreground``) and
@@ -38,15 +44,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import cv2
 import numpy as np
 
+from realtime import native
 from realtime.accessories import Accessory
 from realtime.backends.base import Backend, BackendError
 from realtime.capture import Frame, FrameSource
 from realtime.codec import HeatmapCodec
 from realtime.config import CATEGORIES
-from realtime.preprocess import background_input, foreground_input
+from realtime.preprocess import foreground_input
 from realtime.render import Compositor
 from realtime.roi import FaceDetector, Roi, RoiConfig, RoiTracker, roi_config
 from realtime.smoothing import QuadSmoother, SmoothingConfig
@@ -58,6 +64,11 @@ log = logging.getLogger(__name__)
 STAGES: tuple[str, ...] = ("encode_fg", "roi", "preprocess", "infer", "decode", "smooth", "composite")
 #: Async mode is chosen when one inference takes longer than this fraction of a frame period.
 ASYNC_THRESHOLD = 0.8
+#: Frames whose stage timings :class:`StageStats` keeps by default (100 s at 30 fps). A
+#: sliding window, so a session of any length uses bounded memory: unbounded lists grew
+#: the process by 0.18 MiB per 1000 frames in ``tryon bench --soak 20000``
+#: (benchmarks/results/soak_*.md).
+STATS_WINDOW = 3000
 
 
 # --------------------------------------------------------------------------------------
@@ -85,10 +96,17 @@ class StageTimes:
 
 
 class StageStats:
-    """Collects :class:`StageTimes` over many frames; p50 / p95 per stage."""
+    """Collects :class:`StageTimes` over the most recent frames; p50 / p95 per stage.
 
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = collections.defaultdict(list)
+    Args:
+        window: samples kept per stage (the newest); None keeps all (benchmarks only:
+            memory grows with every frame).
+    """
+
+    def __init__(self, window: int | None = STATS_WINDOW) -> None:
+        self.window = window
+        self.samples: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=window))
 
     def add(self, ms: Mapping[str, float]) -> None:
         for name, value in ms.items():
@@ -195,6 +213,9 @@ class TryOnPipeline:
         smoothing: :class:`SmoothingConfig` for the keypoint filter and gate.
         roi_configs: per-category :class:`RoiConfig` overrides.
         detector: face detector shared by all categories (default :class:`FaceDetector`).
+        prefer_native: native C++ preprocess and composite kernels: True, False (the
+            OpenCV/NumPy references) or None (the measured default, see
+            :data:`realtime.native.PREFER_NATIVE`).
 
     Thread safety: :meth:`estimate` and the selection methods hold one lock, so a key
     press can switch accessories while a worker thread infers; :meth:`render` needs no
@@ -204,7 +225,7 @@ class TryOnPipeline:
     def __init__(self, backend_for: Callable[[str], Backend],
                  catalogue: Sequence[Accessory] | Mapping[str, Sequence[Accessory]], category: str | None = None,
                  smoothing: SmoothingConfig | None = None, roi_configs: Mapping[str, RoiConfig] | None = None,
-                 detector: FaceDetector | None = None) -> None:
+                 detector: FaceDetector | None = None, prefer_native: bool | None = None) -> None:
         items = catalogue.items() if isinstance(catalogue, Mapping) else \
             [(c, [a for a in catalogue if a.category == c]) for c in CATEGORIES]
         self.catalogue: dict[str, list[Accessory]] = {c: list(a) for c, a in items if a}
@@ -217,7 +238,8 @@ class TryOnPipeline:
         self.backend_for = backend_for
         self.roi_configs = {c: (roi_configs or {}).get(c) or roi_config(c) for c in CATEGORIES}
         self.smoother = QuadSmoother(smoothing)
-        self.compositor = Compositor()
+        self.prefer_native = prefer_native
+        self.compositor = Compositor(prefer_native)
         self._detector = detector
         self._lock = threading.RLock()
         self._index = {c: 0 for c in self.catalogue}
@@ -313,8 +335,8 @@ class TryOnPipeline:
                 self.smoother.reset()
                 return Estimate(frame.index, t, acc, None, None, None, None, False, STATUS_NO_FACE, times.ms)
             with times.stage("preprocess"):
-                crop_rgb = cv2.cvtColor(roi.crop(frame.image), cv2.COLOR_BGR2RGB)
-                x = background_input(crop_rgb)  # (1, 3, S, S)
+                x = native.preprocess_crop(frame.image, roi.crop_from_frame, self.input_size,
+                                           prefer_native=self.prefer_native)  # (1, 3, S, S)
             with times.stage("infer"):
                 heatmaps = self._backend.infer(x)  # (1, 4, S, S)
             with times.stage("decode"):

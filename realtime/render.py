@@ -5,7 +5,8 @@ corners in the accessory image (``Accessory.init_vertex_xy``, full-resolution ac
 pixels) and their predicted places in the frame (full-resolution frame pixels) define
 ``frame_from_fg = homography(init_vertex_in_fg_px, final_vertex_in_frame_px)``; the
 full-resolution accessory is warped with it and alpha-composited onto the full-resolution
-BGR frame, inside the warped footprint only (:func:`realtime.geometry.composite_roi`). The
+BGR frame, inside the warped footprint only (:func:`realtime.native.composite`: the native
+C++ kernel where it wins, else its reference :func:`realtime.geometry.composite_roi`). The
 network's S x S resize of the accessory never enters the composite.
 
 Mirroring is for the preview only, after compositing: the geometry, the keypoints, the
@@ -21,8 +22,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from realtime import native
 from realtime.accessories import Accessory
-from realtime.geometry import DegenerateQuadError, PreparedAccessory, composite_roi, homography_from_quads
+from realtime.geometry import DegenerateQuadError, PreparedAccessory, homography_from_quads
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,16 @@ DEGENERATE_LOG_INTERVAL_S = 1.0
 
 
 class Compositor:
-    """Warps accessories onto BGR frames; prepares (premultiplies) each accessory once."""
+    """Warps accessories onto BGR frames; prepares (premultiplies) each accessory once.
 
-    def __init__(self) -> None:
+    Args:
+        prefer_native: the warp + composite kernel: True = native C++ when the library
+            is loaded, False = the OpenCV reference (:func:`realtime.geometry.composite_roi`),
+            None = the measured default (:data:`realtime.native.PREFER_NATIVE`).
+    """
+
+    def __init__(self, prefer_native: bool | None = None) -> None:
+        self.prefer_native = prefer_native
         self._prepared: dict[int, tuple[Accessory, PreparedAccessory]] = {}
         self._last_warning = -float("inf")
         self.skipped = 0
@@ -71,7 +80,7 @@ class Compositor:
                 log.warning("skipping the warp: %s (%d frame(s) skipped so far)", exc, self.skipped)
                 self._last_warning = now
             return False
-        return composite_roi(frame, self.prepared(acc), mat) is not None
+        return native.composite(frame, self.prepared(acc), mat, prefer_native=self.prefer_native) is not None
 
 
 def mirror(frame: np.ndarray) -> np.ndarray:
