@@ -29,7 +29,8 @@ replaced, after it is computed, by Gaussian heatmaps at a canonical placement in
 (:data:`CANONICAL_QUADS`), so decode, smoothing and composite see a trained-like output.
 
 Results: ``--json OUT`` writes the report and a Markdown table beside it (``OUT.md``);
-``--out-dir DIR`` names them ``bench_<date>_<cpu>.json/.md``.
+``--out-dir DIR`` names them ``<kind>_<date>_<hardware>.json/.md`` (kind ``bench``, ``stability``,
+``smoothing_sweep`` or ``soak``; the sweep's plot is ``smoothing_sweep_<date>.png``).
 """
 
 from __future__ import annotations
