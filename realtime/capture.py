@@ -177,7 +177,30 @@ def _no_camera_message(index: int, available: list[tuple[int, str]]) -> str:
             f"{PROBE_INDICES.start}..{PROBE_INDICES.stop - 1}); use --video FILE to run on a file")
 
 
-class CameraSource(FrameSource):
+class _ThreadedSource(FrameSource):
+    """A source whose frames come from a background thread through a newest-frame buffer.
+
+    Subclasses create ``_buf``, ``_stop`` and ``_thread`` and implement ``_release()``.
+    """
+
+    _buf: _NewestFrame
+    _stop: threading.Event
+    _thread: threading.Thread
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        return self._buf.get(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._buf.close()
+        self._thread.join(timeout=5.0)
+        self._release()
+
+    def _release(self) -> None:
+        """Free what the thread was reading from (after it has stopped)."""
+
+
+class CameraSource(_ThreadedSource):
     """A webcam read on its own thread; :meth:`read` returns the newest frame only.
 
     Args:
@@ -268,13 +291,7 @@ class CameraSource(FrameSource):
             wait = min(2 * wait, cap_s)
         self._cap = _ClosedCapture()
 
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        return self._buf.get(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._buf.close()
-        self._thread.join(timeout=5.0)
+    def _release(self) -> None:
         self._cap.release()
 
     def describe(self) -> str:
@@ -381,7 +398,7 @@ class GeneratedSource(FrameSource):
         return f"{self.name} {self.size_wh[0]}x{self.size_wh[1]}@{self.fps:g}"
 
 
-class RealtimePacer(FrameSource):
+class RealtimePacer(_ThreadedSource):
     """Makes an on-demand source behave like a camera: frame k becomes available at
     ``start + k / fps`` (wall clock) and :meth:`read` returns only the newest one, so a
     slow consumer skips frames instead of falling behind."""
@@ -410,13 +427,7 @@ class RealtimePacer(FrameSource):
         self.ended, self.status = True, STATUS_ENDED
         self._buf.close()
 
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        return self._buf.get(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._buf.close()
-        self._thread.join(timeout=5.0)
+    def _release(self) -> None:
         self.inner.close()
 
     def describe(self) -> str:

@@ -174,7 +174,7 @@ class HeatmapCodec:
         return pts.reshape(n, k, 2)
 
 
-def _three_point_vertex(lm: np.ndarray, l0: np.ndarray, lp: np.ndarray, centre: np.ndarray,
+def _three_point_vertex(lm: np.ndarray, l0: np.ndarray, lp: np.ndarray,
                         at_lo: np.ndarray, at_hi: np.ndarray) -> np.ndarray:
     """Vertex offset of the parabola through log-values at centre-1, centre, centre+1.
 
@@ -217,7 +217,7 @@ def _refine_quadratic_np(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
         else:
             samples = hm[idx[:, None], base[:, None] + np.array([-1, 0, 1]), cx[:, None]]
         lm, l0, lp = np.log(np.maximum(samples.astype(np.float64), _LOG_FLOOR)).T
-        off = _three_point_vertex(lm, l0, lp, c, base > c, base < c)
+        off = _three_point_vertex(lm, l0, lp, base > c, base < c)
         refined = c + off
         out[:, axis] = np.where(np.isnan(off), out[:, axis], refined)
     return out.astype(np.float32)
