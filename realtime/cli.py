@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                      "training.make_dataset:main"),
     "train": ("train a model for one accessory category", "training.train:main"),
     "eval": ("evaluate a checkpoint / ONNX / engine: LSSIM, IoU, Disp", "training.evaluate:main"),
+    "ship": ("make a trained checkpoint a shipped default: fp16 weights, model card, result grid",
+             "training.ship:main"),
     "export": ("export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant)",
                "engine_build.export:main"),
     "build-engine": ("build a TensorRT engine from an ONNX graph", "engine_build.trt_builder:main"),

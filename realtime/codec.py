@@ -84,6 +84,23 @@ class Decoded:
         return self.peak.min(axis=-1)
 
 
+@dataclass(frozen=True)
+class QuadDecoded:
+    """One image's decoded quad (:meth:`HeatmapCodec.decode_quad`).
+
+    Attributes:
+        pts_xy: (4, 2) float32 corners in heatmap pixels (weak ones completed).
+        peak: (4,) heatmap maximum per corner.
+        completed: (4,) which corners were placed from the accessory's shape.
+        confidence: the weakest peak among the corners the network placed itself.
+    """
+
+    pts_xy: np.ndarray
+    peak: np.ndarray
+    completed: np.ndarray
+    confidence: float
+
+
 class HeatmapCodec:
     """Encode keypoints to Gaussian heatmaps and decode heatmaps back (numpy and torch)."""
 
@@ -149,6 +166,21 @@ class HeatmapCodec:
         if self.config.refine == "quadratic":
             pts = _refine_quadratic_np(flat.reshape(-1, h, w), pts)
         return Decoded(pts.reshape(*lead, 2).astype(np.float32), peak.reshape(*lead).astype(np.float32))
+
+    def decode_quad(self, heatmaps: np.ndarray, init_vertex_xy: np.ndarray) -> "QuadDecoded":
+        """One image's 4 corners: :meth:`decode`, then the weak corners completed from the
+        accessory's shape (``config.complete_below``, :func:`realtime.geometry.complete_quad`).
+
+        Args:
+            heatmaps: (4, H, W) for one image.
+            init_vertex_xy: (4, 2) the accessory's own quad (foreground pixels).
+        """
+        from realtime.geometry import complete_quad
+
+        dec = self.decode(heatmaps)
+        pts, completed = complete_quad(dec.pts_xy, dec.peak, init_vertex_xy, self.config.complete_below)
+        confidence = float(dec.peak[~completed].min())
+        return QuadDecoded(pts, dec.peak, completed, confidence)
 
     # ------------------------------------------------------------------ decoding (torch)
     def decode_torch(self, heatmaps: "torch.Tensor") -> "torch.Tensor":

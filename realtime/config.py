@@ -85,12 +85,18 @@ class CodecConfig:
             at the peak (exact for a Gaussian; Zhang et al., "Distribution-Aware
             Coordinate Representation", CVPR 2020). Default ``"quadratic"`` [I], since
             whole-pixel snapping at 224 px shows as jitter in the live view.
+        complete_below: a corner whose heatmap peak is below this is replaced by the
+            accessory's shape through the confident corners
+            (:func:`realtime.geometry.complete_quad`; needs two of them); 0 = off. Our
+            choice [I]: a tie's lower corners often hang out of the picture into the
+            black padding, where the network's heatmap is flat and its argmax meaningless.
     """
 
     radius: float = 20.0
     sigma_mode: str = "centernet"
     beta: float = 1000.0
     refine: str = "quadratic"
+    complete_below: float = 0.3
 
     @property
     def sigma(self) -> float:

@@ -99,6 +99,42 @@ def homography_from_quads(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
     return mat
 
 
+def complete_quad(pts_xy: np.ndarray, peak: np.ndarray, init_vertex_xy: np.ndarray, min_peak: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Replace the corners the network barely sees by the accessory's shape through the others.
+
+    A corner whose heatmap peak is below ``min_peak`` carries no position (a tie's lower
+    corners hanging out of the picture into the black padding get flat heatmaps, whose
+    argmax is pixel 0). With at least two confident corners, the weak ones are placed where
+    the accessory's own quad (``init_vertex_xy``, foreground pixels) puts them under the
+    similarity (2 confident corners) or affine map (3) that takes its confident corners onto
+    the predicted ones. With fewer than two, or ``min_peak <= 0``, nothing changes.
+
+    Returns:
+        (pts (4, 2) float32, completed (4,) bool: which corners were replaced).
+    """
+    pts = np.array(pts_xy, np.float64)
+    weak = np.asarray(peak, np.float64) < min_peak if min_peak > 0 else np.zeros(len(pts), bool)
+    strong = np.flatnonzero(~weak)
+    if not weak.any() or len(strong) < 2:
+        return pts.astype(np.float32), np.zeros(len(pts), bool)
+    src = np.asarray(init_vertex_xy, np.float64)
+    if len(strong) == 2:  # similarity z -> a z + b in complex numbers
+        s0, s1 = (complex(*src[i]) for i in strong)
+        d0, d1 = (complex(*pts[i]) for i in strong)
+        if s1 == s0:
+            return pts.astype(np.float32), np.zeros(len(pts), bool)
+        a = (d1 - d0) / (s1 - s0)
+        b = d0 - a * s0
+        for i in np.flatnonzero(weak):
+            z = a * complex(*src[i]) + b
+            pts[i] = (z.real, z.imag)
+    else:
+        mat = cv2.getAffineTransform(src[strong[:3]].astype(np.float32), pts[strong[:3]].astype(np.float32))
+        pts[weak] = warp_points(to3x3(mat), src[weak])
+    return pts.astype(np.float32), weak
+
+
 def warp_points(mat: np.ndarray, pts_xy: np.ndarray) -> np.ndarray:
     """Apply a 3x3 projective (or affine) matrix to points (..., 2)."""
     pts = np.asarray(pts_xy, dtype=np.float64)

@@ -245,6 +245,7 @@ class TryOnPipeline:
         self._index = {c: 0 for c in self.catalogue}
         self._encoded: dict[int, Accessory] = {}  # id(backend) -> accessory whose F_f it holds
         self._warned_non_finite = False
+        self._acc_quad: tuple[Accessory | None, np.ndarray | None] = (None, None)  # accessory, its init quad
         self.tracker: RoiTracker | None = None
         self.category = ""
         self.select_category(category or next(iter(self.catalogue)))
@@ -342,8 +343,10 @@ class TryOnPipeline:
             with times.stage("decode"):
                 finite = bool(np.all(np.isfinite(heatmaps)))
                 if finite:
-                    dec = self.codec.decode(heatmaps[0])
-                    confidence = float(dec.confidence)
+                    if self._acc_quad[0] is not acc:
+                        self._acc_quad = (acc, acc.init_vertex_xy)
+                    dec = self.codec.decode_quad(heatmaps[0], self._acc_quad[1])
+                    confidence = dec.confidence
                     raw = roi.to_frame(dec.pts_xy)  # (4, 2) frame px
                     finite = bool(np.all(np.isfinite(raw))) and np.isfinite(confidence)
             if not finite:

@@ -13,7 +13,11 @@ Pipeline of this stage (:class:`RoiTracker`):
    cascade classifier moved out of the main modules). Detection runs at start, every
    ``detect_every`` frames to correct drift, and every ``lost_detect_every`` frames while
    nobody is found; a tracked face is searched in a window around it, then in the whole
-   frame after a miss.
+   frame after a miss. While the keypoints follow the face, a re-detection that lands
+   within ``redetect_deadband`` face sizes (and log-size) of the followed face only
+   confirms it: the cascade's box wobbles by a few percent between frames, and applying
+   each such correction moved the crop, hence the keypoints, every ``detect_every``
+   frames (the largest jitter source measured, benchmarks/results/steadiness_*).
 2. **Follow the keypoints** between detections: the accessory's quad says where the face
    is. After each detection, once the smoothed crop has settled on it, a confident quad
    fixes the quad's offset and size relative to the face box; later confident quads move
@@ -88,6 +92,10 @@ class RoiConfig:
             between, before the face counts as lost.
         max_missed_following: failed detections in a row before "lost" even while the
             keypoints still follow (the person may have left and the network not noticed).
+        redetect_deadband: while the keypoints follow the face, a re-detection closer than
+            this (face sizes for the centre, natural log for the size) to the followed face
+            confirms it and changes nothing; a larger difference is applied (drift
+            correction). 0 applies every re-detection.
         settle_tol: the quad/face relation is learned once the smoothed face is within this
             many face sizes (and log-size) of the detection.
         max_follow_step: largest face move per keypoint update, in face sizes.
@@ -107,6 +115,7 @@ class RoiConfig:
     lost_detect_every: int = 5
     max_missed: int = 3
     max_missed_following: int = 8
+    redetect_deadband: float = 0.2
     settle_tol: float = 0.05
     max_follow_step: float = 0.25
     max_follow_scale: float = 1.25
@@ -121,6 +130,8 @@ class RoiConfig:
             raise ValueError(f"roi.side must be > 0, got {self.side}")
         if self.detect_every < 1 or self.lost_detect_every < 1 or self.max_missed < 1:
             raise ValueError("roi.detect_every, roi.lost_detect_every and roi.max_missed must be >= 1")
+        if self.redetect_deadband < 0:
+            raise ValueError(f"roi.redetect_deadband must be >= 0, got {self.redetect_deadband}")
 
 
 #: One RoiConfig per category (see :class:`RoiConfig` for the reasoning behind the numbers).
@@ -327,12 +338,22 @@ class RoiTracker:
         if self._face is not None and near is None:  # full-frame search: prefer the one we had
             best = min(faces, key=lambda f: math.hypot(f.cx - self._face[0], f.cy - self._face[1]))
         new = best.as_array()
+        if self._confirms(new):
+            self._missed, self._followed = 0, False
+            return
         if self._face is None or math.hypot(*(new[:2] - self._face[:2])) > self._face[2]:
             self._centre.reset()  # a new person or a big jump: do not glide there
             self._log_side.reset()
             if self._face is None:
                 log.info("face found at (%.0f, %.0f), size %.0f px", new[0], new[1], new[2])
         self._face, self._anchor, self._missed, self._followed = new, None, 0, False
+
+    def _confirms(self, new: np.ndarray) -> bool:
+        """A re-detection within the dead-band of a face the keypoints are following."""
+        face, band = self._face, self.cfg.redetect_deadband
+        if face is None or self._anchor is None or not self._followed or band <= 0:
+            return False
+        return math.hypot(*(new[:2] - face[:2])) <= band * face[2] and abs(math.log(new[2] / face[2])) <= band
 
     def update(self, frame_bgr: np.ndarray, t: float) -> Roi | None:
         """Run detection when due and return this frame's crop (None: nobody found)."""

@@ -110,6 +110,10 @@ class TrainConfig:
         skip_bad: skip malformed dataset entries instead of raising.
         init_bg_encoder, init_fg_encoder: optional torchvision-format ResNet18 weight
             files for the encoders (width_mult must be 1.0).
+        init_from: optional tryon checkpoint to warm-start from: every tensor whose
+            name and shape match is copied (e.g. a hat or tie model started from the
+            trained glasses model, since no ImageNet weights exist here); the rest keep
+            their fresh initialisation. Ignored on ``--resume``.
         log_every: steps between progress-bar / TensorBoard updates and rows of
             ``steps.csv``.
         eval_every: epochs between validations (0 = never; the last epoch is always
@@ -140,6 +144,7 @@ class TrainConfig:
     skip_bad: bool = False
     init_bg_encoder: str | None = None
     init_fg_encoder: str | None = None
+    init_from: str | None = None
     log_every: int = 10
     eval_every: int = 1
     save_every: int = 1

@@ -126,7 +126,7 @@ def predict_vertices(backend: Backend, codec: HeatmapCodec, sample: dict[str, An
     fg_in, _ = foreground_input(sample["foreground"], size)
     backend.set_foreground(fg_in)
     heatmaps = backend.infer(background_input(sample["background"]))  # (1, 4, S, S)
-    return codec.decode(heatmaps[0]).pts_xy, heatmaps[0]
+    return codec.decode_quad(heatmaps[0], sample["init_vertex"]).pts_xy, heatmaps[0]
 
 
 def mean_quad_norm(dataset: StratDataset) -> np.ndarray:

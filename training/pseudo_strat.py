@@ -45,7 +45,7 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import cv2
 import numpy as np
@@ -606,8 +606,9 @@ def glasses_pupil_errors(rec: TeacherRecord, pupils_xy: np.ndarray, acc: Accesso
 
 
 def check_glasses(photos_dir: str | Path, cache_dir: str | Path | None = None, landmarks_file: str | Path | None = None,
-                  accessory: Accessory | None = None) -> dict[str, Any]:
-    """The glasses rule against Helen's annotated pupils (LFPW points 16 / 17), all accepted photos.
+                  accessory: Accessory | None = None, only: Collection[str] | None = None) -> dict[str, Any]:
+    """The glasses rule against Helen's annotated pupils (LFPW points 16 / 17), all accepted photos
+    (or those whose file name is in ``only``).
 
     Returns:
         ``{"n": photos, "skipped": {...}, "<metric>": {"mean", "median", "p90"}}`` for the
@@ -623,6 +624,8 @@ def check_glasses(photos_dir: str | Path, cache_dir: str | Path | None = None, l
     rows: dict[str, list[float]] = defaultdict(list)
     skipped: Counter = Counter()
     for name in list_photos(photos_dir):
+        if only is not None and name not in only:
+            continue
         js = cache_dir / photos_dir.name / f"{Path(name).stem}.json"
         if name not in annotations:
             skipped["no_annotation"] += 1

@@ -259,7 +259,43 @@ def build_model(cfg: TrainConfig) -> TryOnNet:
                 raise ValueError(f"init_{attr}: the model has no {attr} (model.fusion={cfg.model.fusion})")
             missing = load_torchvision_resnet18(encoder, path)
             log.info("loaded %s from %s (%d keys missing)", attr, path, len(missing))
+    if cfg.init_from and not cfg.resume:
+        loaded, skipped = warm_start(net, cfg.init_from)
+        log.info("warm start from %s: %d tensors copied, %d kept fresh (%s)", cfg.init_from, loaded,
+                 len(skipped), ", ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else ""))
     return net
+
+
+def warm_start(net: TryOnNet, path: str | Path) -> tuple[int, list[str]]:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match into ``net``.
+
+    Returns (number of tensors copied, names of the network's tensors left as
+    initialised). Raises if ``path`` is missing or shares no tensor with ``net``.
+    """
+    blob = load_checkpoint(Path(path))
+    source = blob["model"]
+    target = net.state_dict()
+    matched = {k: v.to(target[k].dtype) for k, v in source.items()
+               if k in target and tuple(v.shape) == tuple(target[k].shape)}
+    if not any(v.is_floating_point() and v.dim() > 0 for v in matched.values()):
+        raise ValueError(f"init_from {path}: no weight tensor matches this network by name and shape "
+                         f"(checkpoint model config: {blob.get('model_config')})")
+    net.load_state_dict(matched, strict=False)
+    skipped = [k for k in target if k not in matched]
+    if len(skipped) > len(target) // 2:
+        log.warning("init_from %s: only %d of %d tensors match this network (different width?)",
+                    path, len(matched), len(target))
+    return len(matched), skipped
+
+
+def _hardware(device: torch.device) -> str:
+    """One line naming the machine a run trains on (kept in the checkpoint for model cards)."""
+    from realtime.sysinfo import cpu_model
+
+    text = f"{cpu_model()} ({os.cpu_count()} logical cores)"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text + f", torch {torch.__version__}"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -437,7 +473,8 @@ class _Trainer:
         return {"epoch": self.epoch, "step": self.step, "train_config": self.cfg.to_dict(),
                 "category": self.cfg.category, "precision": self.precision, "world_size": self.dist.world,
                 "metrics": metrics or {}, "mean_quad_norm": self.mean_quad,
-                "train_split": str(self.train_set.split_dir), "train_size": len(self.train_set)}
+                "train_split": str(self.train_set.split_dir), "train_size": len(self.train_set),
+                "hardware": _hardware(self.device)}
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
         """Write ``name`` in the run folder (rank 0 only); atomic."""

@@ -26,10 +26,11 @@ def one_thread():
 
 
 @pytest.fixture
-def tiny_resolver(one_thread):
+def tiny_resolver(one_thread, tmp_path):
     from realtime.models import ModelResolver
 
-    resolver = ModelResolver("torch", preset="tiny", threads=one_thread)
+    # an empty weights folder: the random-init tiny fallback, not the shipped models
+    resolver = ModelResolver("torch", preset="tiny", threads=one_thread, weights_dir=tmp_path)
     yield resolver
     resolver.close()
 

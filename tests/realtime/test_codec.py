@@ -83,3 +83,17 @@ def test_windowed_softargmax_equals_full_softmax(rng):
     xs, ys = np.meshgrid(np.arange(96, dtype=np.float32), np.arange(96, dtype=np.float32))
     full = np.stack([p @ xs.ravel(), p @ ys.ravel()], axis=1).reshape(2, 4, 2)
     assert np.abs(codec.decode(hm).pts_xy - full).max() < 1e-3
+
+
+def test_decode_quad_completes_flat_corners_and_reports_the_confident_ones():
+    codec = HeatmapCodec(CodecConfig(complete_below=0.1))
+    init = np.array([[0.0, 0.0], [40.0, 0.0], [40.0, 120.0], [0.0, 120.0]])
+    truth = init * 0.25 + [20.0, 10.0]  # bottom corners at y = 40: inside a 64 px map
+    hm = codec.encode(truth, (64, 64))
+    hm[2:] = 0.001  # the lower corners' heatmaps are flat: the network cannot see them
+    out = codec.decode_quad(hm, init)
+    assert out.completed.tolist() == [False, False, True, True]
+    np.testing.assert_allclose(out.pts_xy, truth, atol=0.05)
+    assert out.confidence == pytest.approx(1.0, abs=1e-3)  # the weak corners do not count
+    off = HeatmapCodec(CodecConfig(complete_below=0.0)).decode_quad(hm, init)
+    assert not off.completed.any() and off.confidence == pytest.approx(0.001)

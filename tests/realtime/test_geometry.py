@@ -104,3 +104,36 @@ def test_resize_matrix_matches_cv2_resize():
     w = out
     centroid = np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum()
     assert np.allclose(warp_points(resize_matrix((200, 100), (100, 50)), np.array([60.0, 40.0])), centroid, atol=0.05)
+
+
+def _similar_quad(init: np.ndarray, scale: float, angle_deg: float, shift) -> np.ndarray:
+    t = np.radians(angle_deg)
+    rot = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return init @ rot.T + np.asarray(shift)
+
+
+@pytest.mark.parametrize("weak", [(2, 3), (0,), (1, 3)])
+def test_complete_quad_restores_weak_corners_from_the_accessory_shape(weak):
+    from realtime.geometry import complete_quad
+
+    init = np.array([[10.0, 5.0], [90.0, 5.0], [90.0, 245.0], [10.0, 245.0]])  # a long tie box
+    truth = _similar_quad(init, 0.4, 7.0, (100.0, 60.0))
+    pred = truth.copy()
+    peak = np.full(4, 0.8)
+    for i in weak:
+        pred[i] = (0.0, 0.0)  # what a flat heatmap decodes to
+        peak[i] = 0.02
+    out, completed = complete_quad(pred, peak, init, min_peak=0.1)
+    assert completed.tolist() == [i in weak for i in range(4)]
+    np.testing.assert_allclose(out, truth, atol=1e-3)
+
+
+def test_complete_quad_leaves_confident_or_hopeless_quads_alone():
+    from realtime.geometry import complete_quad
+
+    init = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
+    pred = np.array([[1.0, 1.0], [9.0, 2.0], [8.0, 9.0], [2.0, 8.0]])
+    for peak, min_peak in (([0.9, 0.9, 0.9, 0.9], 0.1), ([0.05, 0.05, 0.05, 0.9], 0.1), ([0.0] * 4, 0.0)):
+        out, completed = complete_quad(pred, np.array(peak), init, min_peak)
+        np.testing.assert_array_equal(out, pred.astype(np.float32))
+        assert not completed.any()

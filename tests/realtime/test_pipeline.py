@@ -129,6 +129,69 @@ def test_tracker_loses_the_face_when_the_person_leaves():
     assert results[-1] is None and tracker.lost
 
 
+class ScriptedDetector:
+    """Face detector returning the box it is told to (``box``); counts its calls."""
+
+    def __init__(self, box: tuple[float, float, float]) -> None:
+        self.box, self.calls = box, 0
+
+    def detect(self, frame_bgr, near=None):
+        self.calls += 1
+        return [FaceBox(*self.box)]
+
+
+def _followed_tracker(deadband: float, frame: np.ndarray) -> tuple[RoiTracker, ScriptedDetector, np.ndarray]:
+    """A tracker that has settled on a still face at (200, 150), side 80, with keypoints following it."""
+    detector = ScriptedDetector((200.0, 150.0, 80.0))
+    tracker = RoiTracker(roi_config("glasses", redetect_deadband=deadband), SIZE, detector=detector)
+    quad = np.array([[170.0, 130.0], [230.0, 130.0], [230.0, 150.0], [170.0, 150.0]])  # glasses on the face
+    for i in range(3 * tracker.cfg.detect_every):
+        tracker.update(frame, i / 30)
+        tracker.observe(quad, confident=True)
+    assert tracker._anchor is not None and tracker._followed, "the keypoints follow the face"
+    return tracker, detector, quad
+
+
+@pytest.mark.parametrize("shift, applied", [(0.1, False), (0.35, True)])
+def test_redetection_inside_the_deadband_only_confirms_the_followed_face(shift, applied):
+    frame = np.zeros((300, 400, 3), np.uint8)
+    tracker, detector, quad = _followed_tracker(0.2, frame)
+    face_before = tracker._face.copy()
+    detector.box = (200.0 + shift * 80.0, 150.0, 80.0 * (1 + shift / 4))
+    calls = detector.calls
+    for i in range(tracker.cfg.detect_every):  # exactly one re-detection
+        tracker.update(frame, 1 + i / 30)
+    assert detector.calls == calls + 1
+    if applied:  # a real move: the face jumps to the detection and the quad relation is re-learned
+        np.testing.assert_allclose(tracker._face, np.array(detector.box))
+        assert tracker._anchor is None
+    else:  # detector wobble: nothing moves, the relation is kept
+        np.testing.assert_array_equal(tracker._face, face_before)
+        assert tracker._anchor is not None and tracker._missed == 0
+
+
+def test_redetection_is_applied_without_deadband_or_without_following():
+    frame = np.zeros((300, 400, 3), np.uint8)
+    tracker, detector, _ = _followed_tracker(0.0, frame)  # dead-band off
+    detector.box = (208.0, 150.0, 80.0)
+    for i in range(tracker.cfg.detect_every):
+        tracker.update(frame, 1 + i / 30)
+    np.testing.assert_allclose(tracker._face, np.array(detector.box))
+    # dead-band on, but no keypoints fed back since the last detection: the detection is all we have
+    tracker, detector, _ = _followed_tracker(0.2, frame)
+    for i in range(tracker.cfg.detect_every):  # one detection, no observe(): nothing follows
+        tracker.update(frame, 1 + i / 30)
+    detector.box = (208.0, 150.0, 80.0)
+    for i in range(tracker.cfg.detect_every):
+        tracker.update(frame, 2 + i / 30)
+    np.testing.assert_allclose(tracker._face, np.array(detector.box))
+
+
+def test_roi_config_rejects_a_negative_deadband():
+    with pytest.raises(ValueError, match="redetect_deadband"):
+        roi_config("glasses", redetect_deadband=-0.1)
+
+
 # --------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------

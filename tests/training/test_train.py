@@ -253,3 +253,34 @@ def test_cuda_fp16_autocast_with_grad_scaler(data64, tmp_path):
     path = train_mod.train(cfg)
     blob = load_checkpoint(path)
     assert blob["meta"]["precision"] == "fp16" and blob["train_state"]["scaler"]["scale"] > 0
+
+
+def test_warm_start_copies_matching_tensors_across_categories(tmp_path):
+    """A tie net without D_sm starts from a glasses checkpoint: encoders, fusion and D_hm copied."""
+    import dataclasses
+
+    from realtime.checkpoint import save_checkpoint
+    from realtime.config import model_preset
+    from realtime.model import TryOnNet
+
+    glasses_cfg = model_preset("tiny", "glasses")
+    torch.manual_seed(1)
+    source = TryOnNet(glasses_cfg)
+    save_checkpoint(tmp_path / "glasses.pt", source.state_dict(), glasses_cfg)
+    tie_cfg = dataclasses.replace(model_preset("tiny", "tie"), input_size=glasses_cfg.input_size, semantic=False)
+    torch.manual_seed(2)
+    target = TryOnNet(tie_cfg)
+    loaded, skipped = train_mod.warm_start(target, tmp_path / "glasses.pt")
+    src, dst = source.state_dict(), target.state_dict()
+    assert loaded == len(dst) and skipped == []  # everything of the tie net exists in the glasses net
+    for key in ("bg_encoder.conv1.weight", "fg_encoder.layer4.1.conv2.weight"):
+        torch.testing.assert_close(dst[key], src[key])
+    # the other way round, the glasses net's D_sm stays fresh and is reported
+    fresh = TryOnNet(glasses_cfg)
+    save_checkpoint(tmp_path / "tie.pt", target.state_dict(), tie_cfg)
+    loaded, skipped = train_mod.warm_start(fresh, tmp_path / "tie.pt")
+    assert skipped and all(k.startswith("sm_decoder") for k in skipped)
+    # nothing in common: a clear error naming the file
+    save_checkpoint(tmp_path / "other.pt", {"head.weight": torch.zeros(3, 3)}, glasses_cfg)
+    with pytest.raises(ValueError, match="other.pt"):
+        train_mod.warm_start(TryOnNet(glasses_cfg), tmp_path / "other.pt")
