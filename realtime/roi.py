@@ -115,7 +115,7 @@ class RoiConfig:
     lost_detect_every: int = 5
     max_missed: int = 3
     max_missed_following: int = 8
-    redetect_deadband: float = 0.2
+    redetect_deadband: float = 0.3
     settle_tol: float = 0.05
     max_follow_step: float = 0.25
     max_follow_scale: float = 1.25
