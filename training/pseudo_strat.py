@@ -650,10 +650,15 @@ def check_glasses(photos_dir: str | Path, cache_dir: str | Path | None = None, l
     out: dict[str, Any] = {"n": len(rows.get("lens_mid", [])), "skipped": dict(skipped), "accessory": acc.name,
                            "rules_version": pl.PLACEMENT_RULES_VERSION}
     for k, vals in rows.items():
-        a = np.asarray(vals)
-        out[k] = {"mean": round(float(a.mean()), 4), "median": round(float(np.median(a)), 4),
-                  "p90": round(float(np.percentile(a, 90)), 4)}
+        out[k] = summary_stats(vals)
     return out
+
+
+def summary_stats(values: Sequence[float]) -> dict[str, float]:
+    """Mean, median and 90th percentile of ``values``, rounded to 4 decimals (pupil checks)."""
+    a = np.asarray(values, np.float64)
+    return {"mean": round(float(a.mean()), 4), "median": round(float(np.median(a)), 4),
+            "p90": round(float(np.percentile(a, 90)), 4)}
 
 
 # --------------------------------------------------------------------------------------

@@ -109,12 +109,6 @@ def pupil_errors(quad_xy: np.ndarray, pupils_xy: np.ndarray) -> dict[str, float]
     return {"quad_centre": float(np.linalg.norm(q.mean(axis=0) - p.mean(axis=0))) / ipd, "roll_deg": abs(roll)}
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, np.float64)
-    return {"mean": round(float(a.mean()), 4), "median": round(float(np.median(a)), 4),
-            "p90": round(float(np.percentile(a, 90)), 4)}
-
-
 def pipeline_pupil_check(backend, helen_dir: str | Path, split_file: str | Path | None = None,
                          accessory_name: str | None = None) -> dict[str, Any]:
     """The model's glasses on held-out Helen photos, through the live pipeline, against the pupils.
@@ -125,7 +119,8 @@ def pipeline_pupil_check(backend, helen_dir: str | Path, split_file: str | Path 
     from realtime.accessories import accessory_by_name
     from realtime.capture import Frame
     from realtime.pipeline import TryOnPipeline
-    from training.pseudo_strat import CHECK_GLASSES_ACCESSORY, LFPW_FILE, LFPW_PUPIL_LEFT, LFPW_PUPIL_RIGHT
+    from training.pseudo_strat import (CHECK_GLASSES_ACCESSORY, LFPW_FILE, LFPW_PUPIL_LEFT, LFPW_PUPIL_RIGHT,
+                                       summary_stats)
     from training.splits import DEFAULT_SPLIT_FILE, list_photos, load_split
 
     helen = Path(helen_dir)
@@ -157,7 +152,7 @@ def pipeline_pupil_check(backend, helen_dir: str | Path, split_file: str | Path 
     if not names:
         raise ValueError(f"{helen}: no held-out annotated photo where the face was found")
     return {"n": len(names), "skipped": skipped, "accessory": acc.name, "photos": names,
-            **{k: _stats(v) for k, v in rows.items()}}
+            **{k: summary_stats(v) for k, v in rows.items()}}
 
 
 # --------------------------------------------------------------------------------------
@@ -280,15 +275,6 @@ def card_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _this_machine() -> str:
-    import os
-    import platform
-
-    from realtime.sysinfo import cpu_model
-
-    return f"{cpu_model()} ({os.cpu_count()} logical cores), Python {platform.python_version()}"
-
-
 PAPER_TABLE1 = {"glasses": ("0.7038", "0.7814", "0.0122"), "hat": ("0.5718", "0.8239", "0.0147"),
                 "tie": ("0.3229", "0.4832", "0.0093")}
 
@@ -301,6 +287,7 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
     from training.evaluate import evaluate
     from training.placement import PLACEMENT_RULES_VERSION
     from training.strat import StratDataset
+    from training.train import hardware_line
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -338,7 +325,7 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
               "params": params, "model_config": config.to_dict(),
               "data": {"root": str(data), "train": train_n, "test": len(test), "placement_rules": PLACEMENT_RULES_VERSION},
               "training": training_summary(meta, Path(run_dir) if run_dir else checkpoint.parent),
-              "hardware": meta.get("hardware") or f"{_this_machine()} (the machine that ran tryon ship; the "
+              "hardware": meta.get("hardware") or f"{hardware_line()} (the machine that ran tryon ship; the "
                                                      "checkpoint does not record its own)", "eval": report_eval.metrics.as_dict(),
               "baselines": {k: {kk: v[kk] for kk in ("lssim", "iou", "disp", "n")}
                             for k, v in report_eval.baselines.items()},

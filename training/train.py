@@ -288,12 +288,12 @@ def warm_start(net: TryOnNet, path: str | Path) -> tuple[int, list[str]]:
     return len(matched), skipped
 
 
-def _hardware(device: torch.device) -> str:
+def hardware_line(device: torch.device | None = None) -> str:
     """One line naming the machine a run trains on (kept in the checkpoint for model cards)."""
     from realtime.sysinfo import cpu_model
 
     text = f"{cpu_model()} ({os.cpu_count()} logical cores)"
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         text += f", GPU {torch.cuda.get_device_name(device)}"
     return text + f", torch {torch.__version__}"
 
@@ -474,7 +474,7 @@ class _Trainer:
                 "category": self.cfg.category, "precision": self.precision, "world_size": self.dist.world,
                 "metrics": metrics or {}, "mean_quad_norm": self.mean_quad,
                 "train_split": str(self.train_set.split_dir), "train_size": len(self.train_set),
-                "hardware": _hardware(self.device)}
+                "hardware": hardware_line(self.device)}
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
         """Write ``name`` in the run folder (rank 0 only); atomic."""
