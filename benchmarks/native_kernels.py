@@ -1,4 +1,4 @@
-"""Native kernels vs the NumPy/OpenCV reference on the CPU (realtime.native).
+"""Native kernels vs the NumPy/OpenCV reference on the CPU (realtime.live.native).
 
 Two kernels, at 720p and 1080p:
     * composite: warp + alpha composite in place, native vs ``composite_roi`` (OpenCV
@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from realtime import native
 from realtime.geometry import PreparedAccessory, composite_roi, crop_from_box, homography_from_quads, warp_crop
+from realtime.live import native
 from realtime.preprocess import background_input
 from realtime.sysinfo import hardware_info, summarize_ms
 
@@ -162,7 +162,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                          f"{r['cpu_ms']['reference']['mean']:.3f} / {r['cpu_ms']['native']['mean']:.3f} "
                          f"({r['cpu_ratio_mean']['native']:.2f}) |")
         lines.append("")
-    lines += ["## Defaults this supports (realtime.native.PREFER_NATIVE)", ""]
+    lines += ["## Defaults this supports (realtime.live.native.PREFER_NATIVE)", ""]
     for kind in ("composite", "preprocess"):
         rows = [r for r in report["rows"] if r["kernel"] == kind]
         worst = {v: max(r["ratio_p50"][v] for r in rows) for v in ("native", "native_scalar", "native_2t")}

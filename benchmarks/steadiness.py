@@ -1,6 +1,6 @@
 """Steadiness benchmark: upstream jitter sources, the smoothing sweep, out-of-domain photos.
 
-Uses :mod:`realtime.stability` (synthetic camera motion with a known trajectory, the
+Uses :mod:`realtime.bench.stability` (synthetic camera motion with a known trajectory, the
 estimator run synchronously on every frame). Three parts:
 
 1. **Upstream**: the raw (unsmoothed) keypoints' jitter / lag under variants of the stages
@@ -8,7 +8,7 @@ estimator run synchronously on every frame). Three parts:
    tracker's face-box smoothing stronger, re-detection less often / never. Each variant
    re-runs the pipeline.
 2. **Sweep**: on the default pipeline's recordings, the smoothing parameters are swept by
-   replaying the smoothing stage alone (:func:`realtime.stability.sweep_smoothing`), drawn
+   replaying the smoothing stage alone (:func:`realtime.bench.stability.sweep_smoothing`), drawn
    as jitter vs lag, and defaults chosen (Pareto front, targets jitter <= 0.2 % of the quad
    diagonal on the static hold, lag <= 1 frame on the slow pan).
 3. **Out of domain**: the same measurement on real photos (the astronaut and, when given,
@@ -23,8 +23,8 @@ Writes benchmarks/results/steadiness_<date>_<hw>.{json,md} and
 benchmarks/results/smoothing_sweep_<date>.{png,json,md}.
 
     python benchmarks/steadiness.py --checkpoint runs/synth_glasses_40ep/best.pt \
-        [--photos 6] [--real-photos /work/shared/data/faces/helen --real-limit 4] \
-        [--smoothing min_cutoff=1.0 --smoothing beta=4.0 ...]  # the starting ("previous") smoothing
+        [--photos 6] [--real-photos ../shared/data/faces/helen --real-limit 4] \
+        [--set min_cutoff=1.0 --set beta=4.0 ...]  # the starting ("previous") smoothing
 """
 
 from __future__ import annotations
@@ -39,15 +39,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime import bench
-from realtime import stability as st
-from realtime.accessories import bundled_accessories
+from realtime.backends.resolver import ModelResolver
+from realtime.bench import latency
+from realtime.bench import report as bench_report
+from realtime.bench import stability as st
 from realtime.codec import HeatmapCodec
-from realtime.config import load_config
-from realtime.models import ModelResolver
-from realtime.pipeline import TryOnPipeline
-from realtime.roi import FaceDetector, RoiConfig, roi_config
-from realtime.smoothing import SmoothingConfig
+from realtime.config import IMAGE_SUFFIXES, load_config
+from realtime.framing import RoiConfig, roi_config
+from realtime.live.pipeline import TryOnPipeline
+from realtime.live.smoothing import SmoothingConfig
+from realtime.live.tracking import FaceDetector
+from realtime.procedural import bundled_accessories
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -98,7 +100,7 @@ def held_out_photos(folder: Path, count: int, trajectory: st.Trajectory, noise: 
     split = load_split(split_file) if split_file is not None else None
     detector = FaceDetector(min_neighbors=roi_config("glasses").min_neighbors)
     out = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in st.IMAGE_SUFFIXES):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         if split is not None and split.split_of(folder.name, path.name) != "test":
             continue
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -153,8 +155,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=st.DEFAULT_NOISE_SIGMA)
     parser.add_argument("--skip-upstream", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--smoothing", action="append", default=[], metavar="KEY=VALUE",
-                        help="the 'previous' smoothing (default: SmoothingConfig's defaults), where the sweep starts")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="the 'previous' smoothing (SmoothingConfig options, e.g. --set beta=4) (default: SmoothingConfig's defaults), where the sweep starts")
     args = parser.parse_args()
     results = args.out_dir
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -165,7 +167,7 @@ def main() -> None:
     resolver = ModelResolver("torch", checkpoints=[args.checkpoint], threads=1)
     backend = resolver("glasses")
     accessory = bundled_accessories("glasses")[0]
-    base = load_config(SmoothingConfig, overrides=args.smoothing)  # where the sweep starts
+    base = load_config(SmoothingConfig, overrides=args.overrides)  # where the sweep starts
     trajectory = st.Trajectory()
     if args.photo_dir:
         photos = held_out_photos(args.photo_dir, args.photos, trajectory, args.noise, args.split_file)
@@ -181,8 +183,8 @@ def main() -> None:
             pipe.codec = HeatmapCodec(dataclasses.replace(pipe.codec.config, refine=refine))
         return pipe
 
-    env = bench.environment(1)
-    model = bench.model_info(backend, resolver.untrained("glasses"), resolver.describe("glasses"))
+    env = bench_report.environment(1)
+    model = latency.model_info(backend, resolver.untrained("glasses"), resolver.describe("glasses"))
     model["checkpoint"] = str(args.checkpoint)
     date = env["date"]
 
@@ -214,7 +216,7 @@ def main() -> None:
     png = results / f"smoothing_sweep_{date}.png"
     st.plot_sweep(sweep, png, title=st.sweep_title(sweep_report))
     sweep_report["sweep_png"] = str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png)
-    bench.write_report(sweep_report, results / f"smoothing_sweep_{date}.json", st.to_markdown(sweep_report))
+    bench_report.write_report(sweep_report, results / f"smoothing_sweep_{date}.json", st.to_markdown(sweep_report))
 
     # 3. Out of domain: real photos with the chosen defaults (and the previous ones).
     ood = []
@@ -237,11 +239,11 @@ def main() -> None:
               "chosen_smoothing": dataclasses.asdict(chosen), "out_of_domain": ood,
               "photos": [n for n, _ in photos], "noise_sigma": args.noise}
     lines = [f"# Steadiness: upstream jitter sources and real photos — {date}", "",
-             bench.hardware_line(env) + ".", "",
+             bench_report.run_context_line(env) + ".", "",
              f"Model: {model['description']} ({args.checkpoint}; input {model['input_size']}, width "
              f"x{model['width_mult']}). Photos: {photo_text}, {trajectory.size_wh[0]}x"
              f"{trajectory.size_wh[1]} at {trajectory.fps:g} fps, sensor noise {args.noise:g}. Estimator "
-             "synchronous. Metrics as in realtime/stability.py (% of the quad diagonal; lags in frames behind the "
+             "synchronous. Metrics as in realtime/bench/stability.py (% of the quad diagonal; lags in frames behind the "
              "ground truth).", "", "## Upstream variants (raw = before the smoothing stage)", ""]
     lines += upstream_markdown(upstream)
     lines += ["", f"Smoothing 'previous': min_cutoff {base.min_cutoff}, beta {base.beta}, d_cutoff {base.d_cutoff}, "
@@ -267,8 +269,8 @@ def main() -> None:
                      + " / ".join(_fmt(o[k]["jitter_pct"], 3) for k in ("raw", "previous", "chosen")) + " | "
                      + " / ".join(_fmt(o[k]["lag_frames"]["slow pan"]) for k in ("raw", "previous", "chosen"))
                      + f" | {_fmt(o['raw']['motion_error_pct'])} / {_fmt(o['chosen']['motion_error_pct'])} |")
-    stem = results / f"steadiness_{date}_{bench.hardware_slug(env)}"
-    bench.write_report(report, stem.with_suffix(".json"), "\n".join(lines) + "\n")
+    stem = results / f"steadiness_{date}_{bench_report.hardware_slug(env)}"
+    bench_report.write_report(report, stem.with_suffix(".json"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps(sweep["chosen_config"], indent=1))
 

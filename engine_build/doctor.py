@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realtime.checkpoint import atomic_write_bytes
+from realtime.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def check_environment(device: int = 0) -> tuple[list[str], dict[str, Any]]:
     try:
         trt = importlib.import_module("tensorrt")
         found["tensorrt"] = str(trt.__version__)
-        from realtime.artifacts import trt_version_key
+        from realtime.backends.trt_version import trt_version_key
 
         if trt_version_key(trt.__version__)[0] < 10:
             problems.append(f"tensorrt {trt.__version__} is too old: TensorRT >= 10 is needed "

@@ -48,12 +48,12 @@ import onnx
 import torch
 from torch import nn
 
-from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta,
-                                artifact_name)
-from realtime.checkpoint import atomic_write_bytes, file_sha256, load_model
+from realtime.artifacts import BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta, artifact_name
+from realtime.checkpoint import load_model
 from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
-from realtime.model import FramePath, ForegroundPath, TryOnNet
+from realtime.io import atomic_write_bytes, file_sha256
+from realtime.model import ForegroundPath, FramePath, TryOnNet
 from realtime.preprocess import background_input, foreground_input
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def verification_pairs(cfg: ModelConfig, data: str | Path | None = None, samples
             item = ds[int(i)]
             pairs.append((item["foreground"], item["background"]))
         return pairs, f"{len(pairs)} samples of STRAT split {ds.split_dir}"
-    from realtime.accessories import bundled_accessories
+    from realtime.procedural import bundled_accessories
 
     accs = bundled_accessories(cfg.category)
     bgs = synthetic_backgrounds(samples, s, seed)

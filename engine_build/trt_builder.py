@@ -33,10 +33,11 @@ from typing import Any
 
 from realtime import __version__
 from realtime.artifacts import ArtifactMeta, artifact_name, check_meta, utc_now_iso
-from realtime.backends.base import BackendError
 from realtime.backends.engine_file import write_engine_file
-from realtime.backends.tensorrt_backend import TrtApi, gpu_identity, import_tensorrt
-from realtime.checkpoint import atomic_write_bytes, file_sha256
+from realtime.backends.tensorrt_backend import gpu_identity
+from realtime.backends.trt_version import TrtApi, import_tensorrt
+from realtime.errors import BackendError
+from realtime.io import atomic_write_bytes, file_sha256
 
 log = logging.getLogger(__name__)
 

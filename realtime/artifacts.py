@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime import __version__
-from realtime.backends.base import BackendError
 from realtime.config import CORNER_NAMES, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ModelConfig, check_category
+from realtime.errors import BackendError
 
 #: Version tag of the metadata schema below (bump when keys change meaning).
 META_FORMAT = "tryon-artifact-v1"
@@ -40,12 +40,48 @@ META_FORMAT = "tryon-artifact-v1"
 GRAPH_ROLES = ("fg", "frame")
 PRECISIONS = ("fp32", "fp16")
 
-#: Tensor names shared by export, ONNX Runtime and TensorRT backends.
+# --------------------------------------------------------------------------------------
+# The one graph I/O table: tensor names and shapes per graph role
+# --------------------------------------------------------------------------------------
+#
+#     fg graph     foreground (1, 4, S, S) float32  ->  f_f (1, C, s, s)
+#     frame graph  background (1, 3, S, S) float32 + f_f (1, C, s, s)  ->  heatmaps (1, 4, S, S)
+#                  (+ keypoints (1, 4, 2) when exported with the soft-argmax tail)
+#
+# Export writes these names; the ONNX Runtime and TensorRT backends check an artifact's
+# tensors against :func:`graph_io` before running it.
+
 FG_INPUT = "foreground"
 FEATURES = "f_f"
 BG_INPUT = "background"
 HEATMAPS = "heatmaps"
 KEYPOINTS = "keypoints"
+
+
+@dataclass(frozen=True)
+class TensorIO:
+    """One tensor every graph of a role must have (float32 at the graph interface)."""
+
+    graph: str  # "fg" or "frame"
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+
+    @property
+    def mode(self) -> str:
+        return "input" if self.is_input else "output"
+
+
+def graph_io(cfg: ModelConfig) -> tuple[TensorIO, ...]:
+    """The tensors of the fg/frame graph pair of a model with config ``cfg``."""
+    s, c, fs = cfg.input_size, cfg.feature_channels, cfg.feature_size
+    return (
+        TensorIO("fg", FG_INPUT, True, (1, 4, s, s)),
+        TensorIO("fg", FEATURES, False, (1, c, fs, fs)),
+        TensorIO("frame", BG_INPUT, True, (1, 3, s, s)),
+        TensorIO("frame", FEATURES, True, (1, c, fs, fs)),
+        TensorIO("frame", HEATMAPS, False, (1, 4, s, s)),
+    )
 
 
 class ArtifactMismatchError(BackendError):
@@ -224,71 +260,6 @@ def check_pair(fg: ArtifactMeta, frame: ArtifactMeta, fg_source: str, frame_sour
         raise ArtifactMismatchError(
             f"{fg_source} (config {fg.config_hash}) does not belong to {frame_source} (config {frame.config_hash}): "
             f"they come from different models. {_export_hint(frame)}")
-
-
-# --------------------------------------------------------------------------------------
-# Engines: the runtime identity (TensorRT version, GPU) an engine is bound to
-# --------------------------------------------------------------------------------------
-
-def trt_version_key(version: str) -> tuple[int, ...]:
-    """``"10.3.0.26"`` -> ``(10, 3, 0)``: serialized engines need the same TensorRT release
-    (TensorRT developer guide, "Engine compatibility": engines are not portable across versions)."""
-    parts = re.findall(r"\d+", str(version))
-    if not parts:
-        raise ValueError(f"not a TensorRT version: {version!r}")
-    return tuple(int(p) for p in parts[:3])
-
-
-def engine_rebuild_hint(header: dict[str, Any]) -> str:
-    """The command that rebuilds the engine described by ``header`` on this machine."""
-    onnx = header.get("source_onnx") or "PATH.onnx"
-    flag = " --fp16" if header.get("builder", {}).get("fp16_flag") else ""
-    return f"rebuild with: tryon build-engine --onnx {onnx} --out DIR{flag}"
-
-
-def check_engine_header(header: dict[str, Any], source: str, *, trt_version: str, gpu_name: str,
-                        compute_capability: str, category: str | None = None, graph: str | None = None,
-                        input_size: int | None = None) -> ArtifactMeta:
-    """Refuse an engine built by another TensorRT version, for another GPU, or for another request.
-
-    Args:
-        header: the engine header (:func:`realtime.backends.engine_file.read_engine_header`).
-        source: the engine path, named in the error.
-        trt_version: this runtime's ``tensorrt.__version__``.
-        gpu_name: this GPU's name; an engine is tuned for one GPU model.
-        compute_capability: this GPU's ``"major.minor"``.
-        category, graph, input_size: what the caller wants, or None.
-
-    Returns:
-        The artifact metadata stored in the header.
-
-    Raises:
-        ArtifactMismatchError: one message listing every mismatch and the rebuild command.
-    """
-    hint = engine_rebuild_hint(header)
-    problems = []
-    built = str(header.get("tensorrt_version", "?"))
-    try:
-        same_trt = trt_version_key(built) == trt_version_key(trt_version)
-    except ValueError:
-        same_trt = False
-    if not same_trt:
-        problems.append(f"it was built by TensorRT {built}, this runtime is TensorRT {trt_version}")
-    built_cc = str(header.get("compute_capability", "?"))
-    if built_cc != str(compute_capability):
-        problems.append(f"it was built for compute capability {built_cc} ({header.get('gpu_name', '?')}), "
-                        f"this GPU is {compute_capability} ({gpu_name})")
-    elif str(header.get("gpu_name", "")) != str(gpu_name):
-        problems.append(f"it was built on a {header.get('gpu_name', '?')}, this GPU is a {gpu_name} "
-                        f"(engines are tuned per GPU model)")
-    meta = None
-    try:
-        meta = ArtifactMeta.from_dict(header.get("artifact", {}), source)
-    except ArtifactMismatchError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise ArtifactMismatchError(f"{source}: " + "; ".join(problems) + f". {hint}")
-    return check_meta(meta, source, graph=graph, category=category, input_size=input_size, rebuild_hint=hint)
 
 
 # --------------------------------------------------------------------------------------

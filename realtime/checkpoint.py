@@ -1,4 +1,4 @@
-"""Checkpoints that describe themselves, written atomically.
+"""Checkpoints that describe themselves, written atomically (:func:`realtime.io.atomic_write_bytes`).
 
 A checkpoint is a ``torch.save`` dict:
     ``format``: "tryon-checkpoint-v1"
@@ -13,41 +13,13 @@ over the target, so a crash or Ctrl-C never leaves a truncated checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from realtime.config import ModelConfig
+from realtime.io import atomic_write_bytes
 
 FORMAT = "tryon-checkpoint-v1"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def file_sha256(path: str | Path, length: int = 16) -> str:
-    """Short content hash of a file (recorded in exported artifacts)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 def save_checkpoint(path: str | Path, model_state: dict[str, Any], model_config: ModelConfig,

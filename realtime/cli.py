@@ -30,10 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "engine_build.export:main"),
     "build-engine": ("build a TensorRT engine from an ONNX graph", "engine_build.trt_builder:main"),
     "doctor": ("on an NVIDIA machine: build engines, check parity, benchmark", "engine_build.doctor:main"),
-    "live": ("try accessories on live from a webcam (or a video file)", "realtime.app:live_main"),
-    "record": ("run the try-on on a video or camera and write an MP4", "realtime.app:record_main"),
-    "demo": ("render a demo video with no webcam and no downloads", "realtime.app:demo_main"),
-    "bench": ("benchmark the pipeline per stage (and steadiness with --stability)", "realtime.bench:main"),
+    "live": ("try accessories on live from a webcam (or a video file)", "realtime.live.app:live_main"),
+    "record": ("run the try-on on a video or camera and write an MP4", "realtime.live.app:record_main"),
+    "demo": ("render a demo video with no webcam and no downloads", "realtime.live.app:demo_main"),
+    "bench": ("benchmark the pipeline per stage (and steadiness with --stability)", "realtime.bench.cli:main"),
 }
 
 

@@ -24,6 +24,9 @@ from typing import Any, TypeVar
 #: The accessory categories and what the paper fixes for each (Sec. 4.2):
 #: input size 224 for glasses/hat, 448 for tie; 12 face classes or 8 body classes.
 CATEGORIES: tuple[str, ...] = ("glasses", "hat", "tie")
+#: File suffixes read as images (accessories, photos, datasets), lower case; a dataset sample
+#: stored under several of them is read from the first in this order.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 #: Semantic classes, paper Sec. 4.2, in the order used for our label ids (0..C-1).
 FACE_CLASSES: tuple[str, ...] = (

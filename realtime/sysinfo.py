@@ -1,4 +1,4 @@
-"""Hardware description and latency statistics for benchmark reports."""
+"""Hardware description (the one machine line of model cards and reports) and latency statistics."""
 
 from __future__ import annotations
 
@@ -61,6 +61,21 @@ def hardware_info() -> dict[str, Any]:
         if mod in sys.modules:
             info[mod] = getattr(sys.modules[mod], "__version__", "?")
     return info
+
+
+def hardware_line(hw: dict[str, Any] | None = None) -> str:
+    """One line naming the machine: CPU, logical cores, GPU, and the torch in use.
+
+    ``hw`` is a :func:`hardware_info` dict (default: this machine now). Model cards record
+    it for the machine that trained; benchmark reports start with it.
+    """
+    hw = hardware_info() if hw is None else hw
+    gpu = hw.get("gpu")
+    text = f"{hw['cpu']} ({hw['cores']} logical cores)"
+    if gpu:
+        text += f", GPU {gpu['name']}" + (f" (driver {gpu['driver']})" if gpu.get("driver") else "")
+    torch_version = hw.get("torch")
+    return text + (f", torch {torch_version}" if torch_version else "")
 
 
 def summarize_ms(samples_s: list[float] | np.ndarray) -> dict[str, float]:

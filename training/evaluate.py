@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from realtime.backends.base import BACKENDS_BY_SUFFIX, Backend, BackendError, backend_class, open_backend
+from realtime.backends.base import Backend, OpenOptions
+from realtime.backends.opener import open_artifact
 from realtime.codec import HeatmapCodec
 from realtime.config import load_config
 from realtime.preprocess import background_input, foreground_input
@@ -212,50 +213,6 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
 # Opening artifacts and data
 # --------------------------------------------------------------------------------------
 
-_REBUILD_HINT = {
-    "onnxruntime": "export the checkpoint first: tryon export --checkpoint CKPT.pt (gives .onnx)",
-    "tensorrt": "build an engine first: tryon build-engine --onnx MODEL.onnx (gives .engine)",
-    "torch": "pass the .pt checkpoint the artifact was made from",
-}
-
-
-def open_eval_backend(artifact: str | Path, backend: str | None = None, device: str = "cpu",
-                      precision: str = "fp32") -> Backend:
-    """Open ``artifact`` with the backend its suffix calls for, checking ``backend`` fits.
-
-    A folder (an export folder) is opened by ``backend``, or by the one kind of artifact
-    it holds.
-
-    ``device`` and ``precision`` apply to the torch backend; ONNX files and engines
-    carry their own.
-
-    Raises:
-        FileNotFoundError: no such file.
-        BackendError: the named backend cannot read this kind of artifact.
-    """
-    path = Path(artifact)
-    if not path.exists():
-        raise FileNotFoundError(f"model artifact not found: {path}")
-    if path.is_dir():  # an export folder: the backend picks its graph / engine
-        kinds = sorted({BACKENDS_BY_SUFFIX[p.suffix.lower()][0] for p in path.iterdir()
-                        if p.suffix.lower() in BACKENDS_BY_SUFFIX})
-        name = backend or (kinds[0] if len(kinds) == 1 else None)
-        if name is None:
-            raise BackendError(f"{path}: folder holds {kinds or 'no model artifacts'}; pass --backend")
-        return backend_class(name).from_path(path)
-    by_suffix = BACKENDS_BY_SUFFIX.get(path.suffix.lower(), (None, None))[0]
-    if by_suffix is None:
-        raise BackendError(f"{path}: unknown artifact type; expected one of {', '.join(sorted(BACKENDS_BY_SUFFIX))}")
-    if backend is not None and backend != by_suffix:
-        raise BackendError(f"--backend {backend} cannot run {path} (a {by_suffix} artifact): "
-                           f"{_REBUILD_HINT.get(backend, '')}")
-    if by_suffix == "torch":
-        from realtime.backends.torch_backend import TorchBackend
-
-        return TorchBackend.from_path(path, device=device, precision=precision)
-    return open_backend(path)
-
-
 def _teacher_info(meta: dict[str, Any]) -> dict[str, Any] | None:
     """The teacher description of a split, or None if its labels are not from a teacher.
 
@@ -319,7 +276,7 @@ def evaluate(artifact: str | Path, data: str | Path, backend: str | None = None,
         metric_cfg: metric options.
         progress: tqdm bar.
     """
-    be = open_eval_backend(artifact, backend, device, precision)
+    be = open_artifact(artifact, OpenOptions(device=device, precision=precision), backend=backend)
     try:
         info = be.info
         dataset = StratDataset(data, info.category, info.input_size, split=split)
@@ -378,8 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, cuda:1)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="torch backend precision")
-    p.add_argument("--metric", dest="metric_overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="metric option of training.metrics.MetricConfig, e.g. --metric box=gt (repeatable)")
+    p.add_argument("--set", dest="metric_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="metric option of training.metrics.MetricConfig, e.g. --set box=gt (repeatable)")
     return p
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.checkpoint import atomic_write_bytes
 from realtime.geometry import DegenerateQuadError
+from realtime.io import atomic_write_bytes
 from training.strat import composite_sample
 
 #: Drawing colours (RGB).

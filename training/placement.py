@@ -38,7 +38,7 @@ Rules (every constant below is named, with the reason for its value):
 Ties need both shoulders with visibility >= ``TIE_MIN_SHOULDER_VISIBILITY``, a plausible
 shoulder width and the chin above the shoulders; otherwise :class:`PlacementRejected` with a
 reason code (:data:`REJECT_REASONS`). Background crops (:func:`background_box`): the live
-app's square network crop (``realtime.roi``: a head crop for glasses and hats, an upper-body
+app's square network crop (``realtime.framing``: a head crop for glasses and hats, an upper-body
 portrait for ties) around the face box estimated from the mesh, moved or grown so that it
 holds the accessory; where it leaves the photo the caller pads (and rejects when more than
 ``MAX_PAD_FRACTION`` of the crop would be padding).
@@ -53,8 +53,9 @@ from typing import Any
 
 import numpy as np
 
-from realtime.accessories import ALPHA_BBOX_THRESHOLD, HAT_STYLES, Accessory
-from realtime.roi import FaceBox, roi_config, roi_from_face
+from realtime.accessories import ALPHA_BBOX_THRESHOLD, Accessory
+from realtime.framing import FaceBox, roi_config, roi_from_face
+from realtime.procedural import HAT_STYLES
 from training.teacher.cache import (FACE_BROW_L_TOP, FACE_BROW_R_TOP, FACE_CHEEK_L, FACE_CHEEK_R, FACE_CHIN,
                                     FACE_EYE_L_OUTER, FACE_EYE_R_OUTER, FACE_FOREHEAD_TOP, FACE_IRIS_L_CENTER,
                                     FACE_IRIS_R_CENTER, FACE_TEMPLE_L, FACE_TEMPLE_R, POSE_SHOULDER_L, POSE_SHOULDER_R,
@@ -185,9 +186,9 @@ BOWTIE_NAME_RE = re.compile(r"bow")
 # ---------------------------------------------------------------------------------------
 # Background crops
 # ---------------------------------------------------------------------------------------
-#: The background is framed like the live app's network crop (``realtime.roi.ROI_CONFIGS``:
+#: The background is framed like the live app's network crop (``realtime.framing.ROI_CONFIGS``:
 #: side and centre offset in units of the face-detector box f). That box spans "about eyebrows
-#: to chin and cheek to cheek" with the face 0.9 f wide (``realtime.roi.RoiConfig``), so from
+#: to chin and cheek to cheek" with the face 0.9 f wide (``realtime.framing.RoiConfig``), so from
 #: the mesh: f = face width (234-454, image) / 0.9, centred between the brows and the chin.
 FACE_BOX_PER_FACE_WIDTH = 1.0 / 0.9
 #: Margin kept around the accessory quad inside the crop, as a share of the crop side (the
@@ -579,7 +580,7 @@ def place_accessory(rec: TeacherRecord, acc: Accessory) -> Placement:
 # ---------------------------------------------------------------------------------------
 
 def face_box(face: FaceGeometry) -> FaceBox:
-    """The live app's face-detector box (:class:`realtime.roi.FaceBox`) estimated from the mesh."""
+    """The live app's face-detector box (:class:`realtime.framing.FaceBox`) estimated from the mesh."""
     p = face.pts[:, :2]
     brows = 0.5 * (p[FACE_BROW_R_TOP] + p[FACE_BROW_L_TOP])
     centre = 0.5 * (brows + p[FACE_CHIN])
@@ -609,7 +610,7 @@ def background_box(placement: Placement, face: FaceGeometry, scale: float = 1.0,
     """The square background crop (centre, side) in photo pixels.
 
     The live app's crop of ``placement.category`` around :func:`face_box`
-    (:func:`realtime.roi.roi_from_face`), optionally scaled and shifted (``shift_xy`` in crop
+    (:func:`realtime.framing.roi_from_face`), optionally scaled and shifted (``shift_xy`` in crop
     sides; the builder's framing jitter), then :func:`fit_box` to hold the accessory.
     """
     roi = roi_from_face(face_box(face), roi_config(placement.category), 1)
@@ -645,6 +646,6 @@ def rules_info() -> dict[str, Any]:
                     NECKTIE_LENGTH_PER_SHOULDER_WIDTH, "bowtie_centre_frac": BOWTIE_CENTRE_FRAC,
                 "bowtie_width_per_face_width": BOWTIE_WIDTH_PER_FACE_WIDTH,
                 "max_outside_fraction": TIE_MAX_OUTSIDE_FRACTION},
-        "crop": {"framing": "realtime.roi.ROI_CONFIGS", "face_box_per_face_width": FACE_BOX_PER_FACE_WIDTH,
+        "crop": {"framing": "realtime.framing.ROI_CONFIGS", "face_box_per_face_width": FACE_BOX_PER_FACE_WIDTH,
                  "accessory_margin_fraction": ACCESSORY_MARGIN_FRACTION, "max_pad_fraction": MAX_PAD_FRACTION},
     }

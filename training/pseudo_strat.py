@@ -2,13 +2,13 @@
 
 ``tryon make-dataset pseudo-strat`` (:func:`main_build`) turns every usable photo of the
 given folders into ``--per-photo`` tuples, one accessory each (real ones from
-``--accessories`` mixed with procedural ones from :func:`realtime.accessories.generate_accessory`):
+``--accessories`` mixed with procedural ones from :func:`realtime.procedural.generate_accessory`):
 
 * **background**: the photo cropped like the live app's network crop for the category
   (:func:`training.placement.background_box`: head crops for glasses / hats, upper-body
   portraits for ties), with a random framing jitter, resized to ``--size`` (default 256 for
   glasses / hats, 512 for ties; the loader resizes to 224 / 448). Where the crop leaves the
-  photo it is padded with black (:data:`PAD_VALUE`), as ``realtime.roi`` pads live crops and
+  photo it is padded with black (:data:`PAD_VALUE`), as ``realtime.framing`` pads live crops and
   training augmentation pads shifted images; STRAT-hat pads faces on white canvases the same
   way. More than ``placement.MAX_PAD_FRACTION`` padding -> rejected (``extreme_padding``);
 * **foreground**: the accessory RGBA; **init / final vertex**: its alpha box and where the
@@ -50,10 +50,11 @@ from typing import Any, Collection, Sequence
 import cv2
 import numpy as np
 
-from realtime.accessories import STYLES, Accessory, accessory_by_name, generate_accessory, load_accessories_dir
-from realtime.checkpoint import atomic_write_bytes
+from realtime.accessories import Accessory, load_accessories_dir
 from realtime.config import category_classes, check_category
 from realtime.geometry import DegenerateQuadError, crop_from_box, resize_matrix, warp_points
+from realtime.io import atomic_write_bytes
+from realtime.procedural import STYLES, accessory_by_name, generate_accessory
 from training import placement as pl
 from training.parsing import parsing_map
 from training.splits import DEFAULT_SPLIT_FILE, FaceSplit, hash_split, list_photos, load_split
@@ -78,10 +79,10 @@ REAL_ACCESSORY_SHARE = 0.35
 #: hat that replaces it keeps the photo.
 EXTRA_ACCESSORY_TRIES = 3
 #: Framing jitter: crop side x exp(U(log lo, log hi)) and centre shift U(-s, s) crop sides.
-#: ``realtime.roi.RoiConfig`` derives its sides from STRAT-like ranges of about +-20 %.
+#: ``realtime.framing.RoiConfig`` derives its sides from STRAT-like ranges of about +-20 %.
 CROP_SCALE_RANGE = (0.85, 1.2)
 CROP_SHIFT = 0.06
-#: Padding colour (RGB) where the crop leaves the photo; black as realtime.roi's live crops.
+#: Padding colour (RGB) where the crop leaves the photo; black as realtime.framing's live crops.
 PAD_VALUE = (0, 0, 0)
 #: Contact sheet: composites shown and their cell size.
 CONTACT_SHEET_COUNT = 24

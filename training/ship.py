@@ -1,7 +1,7 @@
 """Ship a trained model as a default: fp16 weights, held-out metrics, a result grid, a model card.
 
 ``tryon ship --checkpoint runs/glasses_lite/best.pt --data data/pseudo_strat/glasses``
-writes, into ``realtime/weights/`` (where :mod:`realtime.models` finds per-category
+writes, into ``realtime/weights/`` (where :mod:`realtime.backends.resolver` finds per-category
 defaults):
 
 * ``<name>.pt``: the weights stored as fp16 (no optimiser state), with the checkpoint's
@@ -33,9 +33,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.checkpoint import atomic_write_bytes, file_sha256, load_checkpoint, save_checkpoint
+from realtime.backends.resolver import WEIGHTS_DIR
+from realtime.checkpoint import load_checkpoint, save_checkpoint
 from realtime.config import ModelConfig
-from realtime.models import WEIGHTS_DIR
+from realtime.io import atomic_write_bytes, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,9 @@ def pipeline_pupil_check(backend, helen_dir: str | Path, split_file: str | Path 
     Each photo is one still frame: face detection, the glasses crop, the network, decode,
     back to photo pixels (no smoothing history: the tracker is reset per photo).
     """
-    from realtime.accessories import accessory_by_name
-    from realtime.capture import Frame
-    from realtime.pipeline import TryOnPipeline
+    from realtime.live.capture import Frame
+    from realtime.live.pipeline import TryOnPipeline
+    from realtime.procedural import accessory_by_name
     from training.pseudo_strat import (CHECK_GLASSES_ACCESSORY, LFPW_FILE, LFPW_PUPIL_LEFT, LFPW_PUPIL_RIGHT,
                                        summary_stats)
     from training.splits import DEFAULT_SPLIT_FILE, list_photos, load_split
@@ -199,7 +200,7 @@ def card_markdown(report: dict[str, Any]) -> str:
     ev, data = report["eval"], report["data"]
     lines = [f"# Model card: `{name}` ({cat})", "",
              f"Default {cat} model of `tryon live` / `record` / `demo` (found in `realtime/weights/` by "
-             "`realtime.models`; `--checkpoint` / `--onnx` / `--engine` override it). Written by "
+             "`realtime.backends.resolver`; `--checkpoint` / `--onnx` / `--engine` override it). Written by "
              f"`tryon ship` on {report['date']}; every number below was measured by that command.", "",
              "## Intended use and terms", "", f"Virtual try-on demos. Terms: {TERMS}", "",
              "## Training data", "",
@@ -283,11 +284,12 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
          run_dir: str | Path | None = None, helen: str | Path | None = None, split_file: str | Path | None = None,
          cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Write ``<name>.pt`` (fp16), ``<name>_grid.png``, ``<name>.md`` and ``<name>.json`` into ``out_dir``."""
-    from realtime.backends.torch_backend import TorchBackend
+    from realtime.backends.base import OpenOptions
+    from realtime.backends.opener import open_artifact
+    from realtime.sysinfo import hardware_line
     from training.evaluate import evaluate
     from training.placement import PLACEMENT_RULES_VERSION
     from training.strat import StratDataset
-    from training.train import hardware_line
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -297,7 +299,7 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
     cat = config.category
     name = name or f"{cat}_w{config.width_mult:g}"
     if not name.startswith(cat):
-        raise ValueError(f"--name {name!r} must start with the category {cat!r} (realtime.models finds it that way)")
+        raise ValueError(f"--name {name!r} must start with the category {cat!r} (realtime.backends.resolver finds it that way)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.pt"
@@ -305,7 +307,7 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
     log.info("wrote %s (%.2f MB)", weights, weights.stat().st_size / 1e6)
 
     report_eval = evaluate(weights, data, progress=progress)
-    backend = TorchBackend.from_path(weights, device="cpu", precision="fp32")
+    backend = open_artifact(weights, OpenOptions(device="cpu", precision="fp32"))
     try:
         test = StratDataset(data, cat, config.input_size, split="test")
         train_n = len(StratDataset(data, cat, config.input_size, split="train"))

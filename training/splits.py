@@ -49,8 +49,9 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
-from realtime.checkpoint import atomic_write_bytes
-from training.teacher.cache import (FACE_IRIS_L_CENTER, FACE_IRIS_R_CENTER, iter_teacher_cache)
+from realtime.config import IMAGE_SUFFIXES
+from realtime.io import atomic_write_bytes
+from training.teacher.cache import FACE_IRIS_L_CENTER, FACE_IRIS_R_CENTER, iter_teacher_cache
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ DEFAULT_SPLIT_FILE = SPLITS_DIR / f"faces_split_{SPLIT_VERSION}.json"
 DEFAULT_TEST_FRACTION = 0.15
 SPLITS = ("train", "test")
 EXCLUDED = "excluded"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 #: Aligned face patch for the near-duplicate signature: side (px) and where the two iris
 #: centres and the mouth centre go (a canonical frontal layout, eyes 20 px apart).
@@ -327,7 +327,7 @@ def list_photos(photo_dir: str | Path) -> list[str]:
     d = Path(photo_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"photo folder not found: {d}")
-    return sorted(p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    return sorted(p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def build_face_split(photos_dirs: Sequence[str | Path], cache_dir: str | Path,

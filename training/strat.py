@@ -42,12 +42,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.checkpoint import atomic_write_bytes
 from realtime.codec import canonical_corner_order
-from realtime.config import (BODY_CLASSES, CATEGORIES, FACE_CLASSES, IGNORE_INDEX, category_classes,
+from realtime.config import (BODY_CLASSES, CATEGORIES, FACE_CLASSES, IGNORE_INDEX, IMAGE_SUFFIXES, category_classes,
                              category_input_size, check_category)
 from realtime.geometry import (DegenerateQuadError, PreparedAccessory, composite_roi, homography_from_quads,
                                resize_matrix, validate_quad, warp_points)
+from realtime.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ TRANS_PARAMS = "trans_params.json"
 DATASET_JSON = "dataset.json"
 FORMAT_NAME = "strat"
 FORMAT_VERSION = 1
-#: Image suffixes the reader accepts, in order of preference when several exist.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Sub-folders of a split dir.
 BACKGROUND_DIR = "background"
 FOREGROUND_DIR = "foreground"

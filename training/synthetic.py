@@ -4,7 +4,7 @@ For tests, CI and smoke-training without any photo. Each sample is a face (glass
 an upper body (tie) drawn with OpenCV polygons, with the variation a network has to read
 from the pixels: position, scale, in-plane roll, yaw (facial features slide across the
 head and are foreshortened), skin / hair / clothing colours, textured backgrounds, light
-direction and noise. The accessory (:func:`realtime.accessories.generate_accessory`, a
+direction and noise. The accessory (:func:`realtime.procedural.generate_accessory`, a
 random style and seed) is placed BY CONSTRUCTION from the same 3-D head / torso model
 that drew the person:
 
@@ -38,8 +38,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from realtime.accessories import STYLES, Accessory, generate_accessory
+from realtime.accessories import Accessory
 from realtime.config import BODY_CLASSES, FACE_CLASSES, category_input_size, check_category
+from realtime.procedural import STYLES, generate_accessory
 from training.strat import StratWriter, composite_sample
 
 log = logging.getLogger(__name__)

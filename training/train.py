@@ -53,11 +53,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from realtime.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from realtime.checkpoint import load_checkpoint, save_checkpoint
 from realtime.codec import HeatmapCodec
-from realtime.config import ModelConfig
+from realtime.config import CATEGORIES, ModelConfig
+from realtime.io import atomic_write_bytes
 from realtime.model import TryOnNet, load_torchvision_resnet18
 from realtime.preprocess import foreground_input, normalize_rgb
+from realtime.sysinfo import hardware_line
 from training.augment import augment_sample
 from training.config import BEST_METRICS, TrainConfig, lr_factor, resolve_train_config
 from training.evaluate import evaluate_backend, mean_quad_norm
@@ -288,16 +290,6 @@ def warm_start(net: TryOnNet, path: str | Path) -> tuple[int, list[str]]:
     return len(matched), skipped
 
 
-def hardware_line(device: torch.device | None = None) -> str:
-    """One line naming the machine a run trains on (kept in the checkpoint for model cards)."""
-    from realtime.sysinfo import cpu_model
-
-    text = f"{cpu_model()} ({os.cpu_count()} logical cores)"
-    if device is not None and device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
-    return text + f", torch {torch.__version__}"
-
-
 def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -474,7 +466,7 @@ class _Trainer:
                 "category": self.cfg.category, "precision": self.precision, "world_size": self.dist.world,
                 "metrics": metrics or {}, "mean_quad_norm": self.mean_quad,
                 "train_split": str(self.train_set.split_dir), "train_size": len(self.train_set),
-                "hardware": hardware_line(self.device)}
+                "hardware": hardware_line()}
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
         """Write ``name`` in the run folder (rank 0 only); atomic."""
@@ -729,7 +721,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Config precedence: model preset < --config YAML < --set overrides; presets in\n"
                "training/configs (paper, lite). Several processes (DDP): torchrun --standalone\n"
                "--nproc_per_node=2 -m training.train ... (optim.batch_size stays the global batch).")
-    p.add_argument("--category", choices=("glasses", "hat", "tie"),
+    p.add_argument("--category", choices=CATEGORIES,
                    help="accessory category (optional with --resume: taken from RUN_DIR/config.yaml)")
     p.add_argument("--data", help="STRAT root (train/ [test/]) or a split dir")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, config.yaml)")

@@ -1,5 +1,5 @@
-"""Inference backends behind one contract (see :mod:`realtime.backends.base`)."""
+"""Runtimes behind one contract (:mod:`.base`), one opener (:mod:`.opener`), and the resolver
+that picks the model of each category (:mod:`.resolver`).
 
-from realtime.backends.base import Backend, BackendError, ModelInfo, open_backend
-
-__all__ = ["Backend", "BackendError", "ModelInfo", "open_backend"]
+Nothing is imported here: each backend module imports its runtime lazily.
+"""

@@ -1,18 +1,18 @@
-"""The backend contract and the table that picks a backend class by artifact suffix.
+"""The backend contract: what every runtime (torch, ONNX Runtime, TensorRT) implements.
 
-Every runtime (torch, ONNX Runtime, TensorRT) implements :class:`Backend`:
+Every runtime implements :class:`Backend`:
 
     backend.set_foreground(fg_input)   # (1, 4, S, S) float32; encodes F_f ONCE, cached
     heatmaps = backend.infer(bg_input) # (1, 3, S, S) float32 -> (1, 4, S, S) float32
 
 Inputs come from :mod:`realtime.preprocess`; outputs are raw heatmaps, decoded once, in
 :class:`realtime.codec.HeatmapCodec`. Backends import their runtime lazily (inside the
-class), never at package import.
+class), never at package import. Artifacts are opened by :mod:`realtime.backends.opener`
+(one options object for every runtime, :meth:`Backend.open`).
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 
 from realtime.config import ModelConfig
-
-
-class BackendError(RuntimeError):
-    """A backend cannot be created or an artifact does not fit (message says what to rebuild)."""
+from realtime.errors import BackendError
 
 
 @dataclass
@@ -46,6 +43,25 @@ class ModelInfo:
         return self.config.input_size
 
 
+@dataclass(frozen=True)
+class OpenOptions:
+    """What a caller may ask of any runtime; each uses the fields that concern it.
+
+    Attributes:
+        category: the accessory category the artifact must serve (None: any).
+        device: torch device ("cpu", "cuda", ...).
+        precision: torch precision (fp32, bf16 on CPU, fp16 on CUDA); an export folder opened
+            by ONNX Runtime gives its fp16 frame graph for fp16, its fp32 one otherwise.
+        threads: CPU threads per operator for ONNX Runtime (None: its default). Torch's
+            process-wide thread count is set by the caller (:class:`~realtime.backends.resolver.ModelResolver`).
+    """
+
+    category: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int | None = None
+
+
 class Backend(ABC):
     """One runtime serving one model. Stateful only in the cached foreground features."""
 
@@ -63,6 +79,14 @@ class Backend(ABC):
             BackendError: :meth:`set_foreground` was never called.
         """
 
+    @classmethod
+    def open(cls, path: Path, options: OpenOptions) -> "Backend":
+        """Open an artifact with the runtime-independent :class:`OpenOptions`.
+
+        Each runtime maps the options it uses onto its own constructor (``from_path``).
+        """
+        raise NotImplementedError
+
     def infer_full(self, bg_input: np.ndarray, fg_input: np.ndarray) -> np.ndarray:
         """Naive path for benchmarks: encode the foreground again, then infer."""
         self.set_foreground(fg_input)
@@ -79,32 +103,3 @@ class Backend(ABC):
         if x.shape != (1, channels, s, s):
             raise BackendError(f"{self.info.backend}: {name} must be (1, {channels}, {s}, {s}), got {x.shape}")
         return np.ascontiguousarray(x, dtype=np.float32)
-
-
-#: Artifact suffix -> (backend name, "module:Class"). Resolved lazily.
-BACKENDS_BY_SUFFIX: dict[str, tuple[str, str]] = {
-    ".pt": ("torch", "realtime.backends.torch_backend:TorchBackend"),
-    ".pth": ("torch", "realtime.backends.torch_backend:TorchBackend"),
-    ".onnx": ("onnxruntime", "realtime.backends.onnx_backend:OnnxBackend"),
-    ".engine": ("tensorrt", "realtime.backends.tensorrt_backend:TensorRTBackend"),
-}
-
-
-def backend_class(name_or_path: str | Path):
-    """The backend class for a backend name ("torch", ...) or an artifact path (by suffix)."""
-    key = str(name_or_path)
-    by_name = {name: target for name, target in BACKENDS_BY_SUFFIX.values()}
-    target = by_name.get(key) or BACKENDS_BY_SUFFIX.get(Path(key).suffix.lower(), (None, None))[1]
-    if target is None:
-        raise BackendError(f"no backend for {key!r}; artifacts must end in "
-                           f"{', '.join(sorted(BACKENDS_BY_SUFFIX))}")
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def open_backend(path: str | Path, **kwargs: Any) -> Backend:
-    """Open an artifact (checkpoint, ONNX, engine) with the backend its suffix calls for."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model artifact not found: {path}")
-    return backend_class(path).from_path(path, **kwargs)

@@ -18,7 +18,9 @@ Header keys written by ``tryon build-engine`` (:mod:`engine_build.trt_builder`):
 of the ONNX, with the model config), ``builder`` (flags used), ``build_time``,
 ``tryon_version``, ``engine_nbytes``, ``engine_sha256``.
 
-Only the standard library is needed; the runtime reads headers without TensorRT.
+:func:`check_engine_header` refuses an engine built by another TensorRT, for another GPU or
+for another request. Only the standard library is needed; the runtime reads headers
+without TensorRT.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from realtime.backends.base import BackendError
-from realtime.checkpoint import atomic_write_bytes
+from realtime.artifacts import ArtifactMeta, ArtifactMismatchError, check_meta
+from realtime.backends.trt_version import trt_version_key
+from realtime.errors import BackendError
+from realtime.io import atomic_write_bytes
 
 MAGIC = b"TRYONENG"
 ENGINE_FORMAT = "tryon-engine-v1"
@@ -129,3 +133,59 @@ def read_engine_header(path: str | Path) -> dict[str, Any]:
     if len(blob) < n:
         raise EngineFileError(f"{path}: truncated: header says {n} bytes, only {len(blob)} present")
     return _parse_header(blob, str(path))
+
+
+# --------------------------------------------------------------------------------------
+# The runtime identity (TensorRT version, GPU) an engine is bound to
+# --------------------------------------------------------------------------------------
+
+def engine_rebuild_hint(header: dict[str, Any]) -> str:
+    """The command that rebuilds the engine described by ``header`` on this machine."""
+    onnx = header.get("source_onnx") or "PATH.onnx"
+    flag = " --fp16" if header.get("builder", {}).get("fp16_flag") else ""
+    return f"rebuild with: tryon build-engine --onnx {onnx} --out DIR{flag}"
+
+
+def check_engine_header(header: dict[str, Any], source: str, *, trt_version: str, gpu_name: str,
+                        compute_capability: str, category: str | None = None, graph: str | None = None,
+                        input_size: int | None = None) -> ArtifactMeta:
+    """Refuse an engine built by another TensorRT version, for another GPU, or for another request.
+
+    Args:
+        header: the engine header (:func:`realtime.backends.engine_file.read_engine_header`).
+        source: the engine path, named in the error.
+        trt_version: this runtime's ``tensorrt.__version__``.
+        gpu_name: this GPU's name; an engine is tuned for one GPU model.
+        compute_capability: this GPU's ``"major.minor"``.
+        category, graph, input_size: what the caller wants, or None.
+
+    Returns:
+        The artifact metadata stored in the header.
+
+    Raises:
+        ArtifactMismatchError: one message listing every mismatch and the rebuild command.
+    """
+    hint = engine_rebuild_hint(header)
+    problems = []
+    built = str(header.get("tensorrt_version", "?"))
+    try:
+        same_trt = trt_version_key(built) == trt_version_key(trt_version)
+    except ValueError:
+        same_trt = False
+    if not same_trt:
+        problems.append(f"it was built by TensorRT {built}, this runtime is TensorRT {trt_version}")
+    built_cc = str(header.get("compute_capability", "?"))
+    if built_cc != str(compute_capability):
+        problems.append(f"it was built for compute capability {built_cc} ({header.get('gpu_name', '?')}), "
+                        f"this GPU is {compute_capability} ({gpu_name})")
+    elif str(header.get("gpu_name", "")) != str(gpu_name):
+        problems.append(f"it was built on a {header.get('gpu_name', '?')}, this GPU is a {gpu_name} "
+                        f"(engines are tuned per GPU model)")
+    meta = None
+    try:
+        meta = ArtifactMeta.from_dict(header.get("artifact", {}), source)
+    except ArtifactMismatchError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ArtifactMismatchError(f"{source}: " + "; ".join(problems) + f". {hint}")
+    return check_meta(meta, source, graph=graph, category=category, input_size=input_size, rebuild_hint=hint)

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, ArtifactMeta, ArtifactMismatchError,
-                                check_meta, check_pair)
-from realtime.backends.base import Backend, BackendError, ModelInfo
+                                check_meta, check_pair, graph_io)
+from realtime.backends.base import Backend, ModelInfo, OpenOptions
+from realtime.errors import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -137,27 +138,30 @@ class OnnxBackend(Backend):
             path = find_frame_graph(path, category, precision)
         return cls(path, category=category, **kwargs)
 
+    @classmethod
+    def open(cls, path: Path, options: OpenOptions) -> "OnnxBackend":
+        # An export folder holds an fp32 and an fp16 frame graph; fp16 picks the latter, any other
+        # precision (fp32, or torch's bf16, which has no ONNX graph) the fp32 one.
+        graph = "fp16" if options.precision == "fp16" else "fp32"
+        return cls.from_path(path, category=options.category, precision=graph, intra_op_threads=options.threads)
+
     def _check_io(self, cfg: Any, frame_path: Path, fg_path: Path) -> None:
-        s, c, fs = cfg.input_size, cfg.feature_channels, cfg.feature_size
-        want = {
-            (fg_path, "input", FG_INPUT): [1, 4, s, s], (fg_path, "output", FEATURES): [1, c, fs, fs],
-            (frame_path, "input", BG_INPUT): [1, 3, s, s], (frame_path, "input", FEATURES): [1, c, fs, fs],
-            (frame_path, "output", HEATMAPS): [1, 4, s, s],
-        }
+        paths = {"fg": fg_path, "frame": frame_path}
         have = {}
         for path, sess in ((fg_path, self.fg_session), (frame_path, self.frame_session)):
             for kind, args in (("input", sess.get_inputs()), ("output", sess.get_outputs())):
                 for arg in args:
                     have[(path, kind, arg.name)] = (list(arg.shape), arg.type)
-        for key, shape in want.items():
-            path, kind, name = key
+        for t in graph_io(cfg):
+            path, shape = paths[t.graph], list(t.shape)
+            key = (path, t.mode, t.name)
             if key not in have:
-                raise ArtifactMismatchError(f"{path}: no {kind} named {name!r}; the graph does not fit its metadata. "
-                                            f"Re-export with: tryon export")
+                raise ArtifactMismatchError(f"{path}: no {t.mode} named {t.name!r}; the graph does not fit its "
+                                            f"metadata. Re-export with: tryon export")
             got_shape, got_type = have[key]
             if got_shape != shape or got_type != "tensor(float)":
                 raise ArtifactMismatchError(
-                    f"{path}: {kind} {name!r} is {got_type} {got_shape}, the stored model config needs "
+                    f"{path}: {t.mode} {t.name!r} is {got_type} {got_shape}, the stored model config needs "
                     f"tensor(float) {shape}. Re-export with: tryon export")
 
     def set_foreground(self, fg_input: np.ndarray) -> None:

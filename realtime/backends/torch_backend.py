@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from realtime.backends.base import Backend, BackendError, ModelInfo
+from realtime.backends.base import Backend, ModelInfo, OpenOptions
 from realtime.config import ModelConfig
+from realtime.errors import BackendError
 
 
 class TorchBackend(Backend):
@@ -49,6 +50,13 @@ class TorchBackend(Backend):
 
         net, _, meta = load_model(path)
         return cls(net, source=str(path), meta=meta, **kwargs)
+
+    @classmethod
+    def open(cls, path: Path, options: OpenOptions) -> "TorchBackend":
+        backend = cls.from_path(path, device=options.device, precision=options.precision)
+        if options.category is not None and backend.info.category != options.category:
+            raise BackendError(f"{path}: model for category {backend.info.category!r}, needed {options.category!r}")
+        return backend
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, seed: int = 0, **kwargs: Any) -> "TorchBackend":

@@ -12,12 +12,18 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from engine_build.export import (ExportVerificationError, export_checkpoint, main,  # noqa: E402
-                                 synthetic_backgrounds, verification_pairs)
+from engine_build.export import (  # noqa: E402
+    ExportVerificationError,
+    export_checkpoint,
+    main,
+    synthetic_backgrounds,
+    verification_pairs,
+)
 from realtime.artifacts import HEATMAPS, KEYPOINTS, ArtifactMismatchError  # noqa: E402
 from realtime.backends.onnx_backend import OnnxBackend, read_onnx_meta  # noqa: E402
-from realtime.checkpoint import file_sha256, load_model  # noqa: E402
+from realtime.checkpoint import load_model
 from realtime.codec import HeatmapCodec  # noqa: E402
+from realtime.io import file_sha256  # noqa: E402
 from realtime.preprocess import background_input, foreground_input  # noqa: E402
 
 

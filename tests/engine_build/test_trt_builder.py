@@ -19,7 +19,7 @@ from engine_build.export import export_graphs  # noqa: E402
 from engine_build.trt_builder import TrtBuildError, build_engine, fp32_layer_names, main, match_layers  # noqa: E402
 from realtime.artifacts import ArtifactMismatchError  # noqa: E402
 from realtime.backends.engine_file import read_engine_file  # noqa: E402
-from realtime.backends.tensorrt_backend import BuildPlan, TrtApi, TrtVersionError  # noqa: E402
+from realtime.backends.trt_version import BuildPlan, TrtApi, TrtVersionError  # noqa: E402
 from realtime.checkpoint import load_model  # noqa: E402
 
 GPU = ("NVIDIA GeForce RTX 3080", "8.6")

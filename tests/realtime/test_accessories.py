@@ -1,6 +1,6 @@
 """Accessories: procedural generator, keypoint box, image loaders, contact sheet.
 
-Needs neither /work/shared, a GPU nor a webcam: every image is generated or written into tmp_path.
+Needs neither ../shared, a GPU nor a webcam: every image is generated or written into tmp_path.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.accessories import (ALPHA_BBOX_THRESHOLD, CATEGORIES, GEN_MARGIN_PX, GLASSES_STYLES, HAT_STYLES,
-                                  STYLES, TIE_STYLES, Accessory, accessory_by_name, bundled_accessories,
-                                  contact_sheet, generate_accessory, load_accessories_dir, load_accessory, main)
+from realtime.accessories import ALPHA_BBOX_THRESHOLD, GEN_MARGIN_PX, Accessory, load_accessories_dir, load_accessory
+from realtime.config import CATEGORIES
+from realtime.procedural import (GLASSES_STYLES, HAT_STYLES, STYLES, TIE_STYLES, accessory_by_name,
+                                 bundled_accessories, contact_sheet, generate_accessory, main)
 
 ALL_STYLES = [(c, s) for c in CATEGORIES for s in STYLES[c]]
 REPO = Path(__file__).resolve().parents[2]
@@ -370,7 +371,7 @@ def test_cli_writes_sheet(tmp_path: Path) -> None:
 
 
 def test_import_does_not_need_torch() -> None:
-    code = "import sys; sys.modules['torch'] = None; import realtime.accessories as a; a.generate_accessory('hat')"
+    code = "import sys; sys.modules['torch'] = None; import realtime.procedural as a; a.generate_accessory('hat')"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -17,15 +17,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from realtime.app import LiveView, Session, ViewState, demo_main, live_main, record_main  # noqa: E402
-from realtime.capture import GeneratedSource, PortraitMotionSource  # noqa: E402
+from realtime.backends.resolver import ModelResolver  # noqa: E402
 from realtime.checkpoint import save_checkpoint  # noqa: E402
 from realtime.config import CATEGORIES, model_preset  # noqa: E402
+from realtime.live.app import LiveView, Session, ViewState, demo_main, live_main, record_main  # noqa: E402
+from realtime.live.capture import GeneratedSource, PortraitMotionSource  # noqa: E402
+from realtime.live.pipeline import FrameLoop, TryOnPipeline  # noqa: E402
+from realtime.live.record import RecorderError, VideoRecorder, open_writer  # noqa: E402
+from realtime.live.smoothing import SmoothingConfig  # noqa: E402
 from realtime.model import TryOnNet  # noqa: E402
-from realtime.models import ModelResolver  # noqa: E402
-from realtime.pipeline import FrameLoop, TryOnPipeline  # noqa: E402
-from realtime.record import RecorderError, VideoRecorder, open_writer  # noqa: E402
-from realtime.smoothing import SmoothingConfig  # noqa: E402
 
 RECORD_KEYS = {"frame", "timestamp", "inferred_frame", "accessory", "category", "raw", "smoothed", "confidence",
                "visible", "status", "latency_ms"}
@@ -189,7 +189,7 @@ def test_demo_renders_all_categories(tmp_path, tiny_checkpoints):
 
 def _session(tiny_checkpoints) -> Session:
     resolver = ModelResolver("torch", checkpoints=list(tiny_checkpoints.values()))
-    from realtime.accessories import bundled_accessories
+    from realtime.procedural import bundled_accessories
 
     catalogue = {c: bundled_accessories(c)[:3] for c in CATEGORIES}
     return Session(resolver, TryOnPipeline(resolver, catalogue), SmoothingConfig())

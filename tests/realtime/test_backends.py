@@ -10,12 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from realtime.artifacts import (ArtifactMeta, ArtifactMismatchError, artifact_name, check_engine_header,
-                                check_meta, parse_artifact_name, trt_version_key)
-from realtime.backends.base import BackendError
-from realtime.backends.engine_file import (MAGIC, EngineFileError, pack_engine, read_engine_file,
+from realtime.artifacts import ArtifactMeta, ArtifactMismatchError, artifact_name, check_meta, parse_artifact_name
+from realtime.backends.engine_file import (MAGIC, EngineFileError, check_engine_header, pack_engine, read_engine_file,
                                            read_engine_header, unpack_engine, write_engine_file)
+from realtime.backends.trt_version import trt_version_key
 from realtime.config import model_preset
+from realtime.errors import BackendError
 
 GPU_NAME, GPU_CC = "NVIDIA GeForce RTX 3080", "8.6"
 
@@ -139,7 +139,7 @@ def test_backend_modules_import_no_runtime():
     """Importing the backends (and resolving them by suffix) loads no runtime: no import-time side effects."""
     import subprocess
 
-    code = ("import sys; from realtime.backends.base import backend_class; backend_class('m.engine'); "
+    code = ("import sys; from realtime.backends.opener import backend_class; backend_class('m.engine'); "
             "backend_class('m.onnx'); import engine_build.trt_builder; "
             "bad = [m for m in ('tensorrt', 'pycuda', 'pycuda.autoinit', 'onnxruntime') if m in sys.modules]; "
             "assert not bad, bad")

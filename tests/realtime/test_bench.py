@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from realtime import bench
-from realtime.accessories import bundled_accessories
 from realtime.backends.base import Backend, ModelInfo
+from realtime.bench import cli, latency, soak
+from realtime.bench import report as bench_report
 from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
-from realtime.render import Compositor
+from realtime.live.render import Compositor
+from realtime.procedural import bundled_accessories
 
 torch = pytest.importorskip("torch")
 
@@ -27,7 +28,7 @@ def one_thread():
 
 @pytest.fixture
 def tiny_resolver(one_thread, tmp_path):
-    from realtime.models import ModelResolver
+    from realtime.backends.resolver import ModelResolver
 
     # an empty weights folder: the random-init tiny fallback, not the shipped models
     resolver = ModelResolver("torch", preset="tiny", threads=one_thread, weights_dir=tmp_path)
@@ -41,8 +42,8 @@ def _check_summary(s: dict) -> None:
 
 
 def test_bench_report_structure(tiny_resolver, tmp_path):
-    settings = bench.BenchSettings(frames=4, warmup=1, async_seconds=0.5)
-    report = bench.run_bench(tiny_resolver, ["glasses"], [(320, 240)], settings, threads=1)
+    settings = latency.BenchSettings(frames=4, warmup=1, async_seconds=0.5)
+    report = latency.run_bench(tiny_resolver, ["glasses"], [(320, 240)], settings, threads=1)
     for key in ("cpu", "cores", "gpu", "python", "torch"):
         assert key in report["hardware"]
     assert report["native"]["reason"]
@@ -51,24 +52,24 @@ def test_bench_report_structure(tiny_resolver, tmp_path):
     assert run["placement"].startswith("canonical")  # untrained weights: the canonical quad is drawn
     for variant in ("optimised", "naive"):
         stages = run[variant]["stages"]
-        for stage in (*bench.BENCH_STAGES, "end_to_end", "encode"):
+        for stage in (*latency.BENCH_STAGES, "end_to_end", "encode"):
             _check_summary(stages[stage])
         assert run[variant]["drawn_frac"] > 0 and run[variant]["fps"] > 0
-    for stage in (*bench.BENCH_STAGES, "end_to_end", "fps"):
+    for stage in (*latency.BENCH_STAGES, "end_to_end", "fps"):
         assert np.isfinite(run["ratios"][stage]) and run["ratios"][stage] > 0
     _check_summary(run["encode_fg"])
     a = run["async"]
     assert a["frames_shown"] > 0 and a["inferences"] > 0 and a["display_fps"] > 0 and a["inference_hz"] > 0
-    markdown = bench.to_markdown(report)
-    for stage in (*bench.BENCH_STAGES, "end_to_end"):
+    markdown = latency.to_markdown(report)
+    for stage in (*latency.BENCH_STAGES, "end_to_end"):
         assert f"| {stage} |" in markdown
-    paths = bench.write_report(report, tmp_path / "bench.json", markdown)
+    paths = bench_report.write_report(report, tmp_path / "bench.json", markdown)
     assert json.loads(paths[0].read_text())["runs"][0]["category"] == "glasses"
     assert paths[1].read_text() == markdown
 
 
 def test_bench_cli_writes_named_files(one_thread, tmp_path, capsys):
-    rc = bench.main(["--backend", "torch", "--preset", "tiny", "--threads", "1", "--category", "tie",
+    rc = cli.main(["--backend", "torch", "--preset", "tiny", "--threads", "1", "--category", "tie",
                      "--resolution", "320x240", "--frames", "2", "--warmup", "0", "--no-naive",
                      "--async-seconds", "0", "--out-dir", str(tmp_path)])
     assert rc == 0
@@ -83,7 +84,7 @@ def test_bench_cli_writes_named_files(one_thread, tmp_path, capsys):
                                   ["--source", "/no/such/video.mp4"]])
 def test_bench_cli_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit) as exc:
-        bench.main(argv)
+        cli.main(argv)
     assert exc.value.code == 2
 
 
@@ -108,12 +109,12 @@ class CountingBackend(Backend):
 def test_bench_backend_naive_reencodes_and_synchronises():
     inner = CountingBackend()
     fixed = np.ones((1, 4, 64, 64), np.float32)
-    naive = bench.BenchBackend(inner, full=True, heatmaps=fixed)
+    naive = latency.BenchBackend(inner, full=True, heatmaps=fixed)
     naive.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
     for _ in range(3):
         assert naive.infer(np.zeros((1, 3, 64, 64), np.float32)) is fixed
     assert (inner.fg, inner.frames, inner.syncs) == (4, 3, 3)  # once up front + once per frame
-    optimised = bench.BenchBackend(inner)
+    optimised = latency.BenchBackend(inner)
     optimised.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
     out = optimised.infer(np.zeros((1, 3, 64, 64), np.float32))
     assert not out.any() and (inner.fg, inner.frames) == (5, 4)
@@ -122,10 +123,10 @@ def test_bench_backend_naive_reencodes_and_synchronises():
 @pytest.mark.parametrize("category", ["glasses", "hat", "tie"])
 def test_canonical_heatmaps_decode_to_the_canonical_quad(category):
     info = ModelInfo(config=ModelConfig(category=category, input_size=128), backend="fake")
-    hm = bench.canonical_heatmaps(category, info)
+    hm = latency.canonical_heatmaps(category, info)
     assert hm.shape == (1, 4, 128, 128) and hm.dtype == np.float32
     pts = HeatmapCodec(info.config.codec).decode(hm[0]).pts_xy  # (4, 2)
-    cx, cy, w, h = (v * 127 for v in bench.CANONICAL_QUADS[category])
+    cx, cy, w, h = (v * 127 for v in latency.CANONICAL_QUADS[category])
     np.testing.assert_allclose(pts.mean(axis=0), (cx, cy), atol=0.05)
     np.testing.assert_allclose(pts[1] - pts[0], (w, 0), atol=0.1)  # TL -> TR
     np.testing.assert_allclose(pts[3] - pts[0], (0, h), atol=0.1)  # TL -> BL
@@ -137,58 +138,58 @@ def test_reference_compositor_matches_the_optimised_one(rng):
     quad = np.array([[90.0, 100.0], [230.0, 95.0], [232.0, 150.0], [88.0, 152.0]])
     fast, ref = frame.copy(), frame.copy()
     assert Compositor().draw(fast, acc, quad)
-    assert bench.ReferenceCompositor().draw(ref, acc, quad)
+    assert latency.ReferenceCompositor().draw(ref, acc, quad)
     assert not np.array_equal(ref, frame)  # something was drawn
     assert np.abs(fast.astype(int) - ref.astype(int)).max() <= 2
-    comp = bench.ReferenceCompositor()
+    comp = latency.ReferenceCompositor()
     assert not comp.draw(frame, acc, np.zeros((4, 2))) and comp.skipped == 1  # degenerate quad: skipped
 
 
 def test_jpeg_round_trip_and_synthetic_frames():
-    frames = bench.synthetic_jpegs((160, 120), 3)
+    frames = latency.synthetic_jpegs((160, 120), 3)
     assert len(frames) == 3 and all(isinstance(f, bytes) for f in frames)
-    img = bench.decode_jpeg(frames[0])
+    img = latency.decode_jpeg(frames[0])
     assert img.shape == (120, 160, 3) and img.dtype == np.uint8
 
 
 def test_linear_fit_and_rss():
     x = np.arange(10.0)
-    slope, intercept, resid = bench.linear_fit(x, 3.0 * x + 2.0)
+    slope, intercept, resid = soak.linear_fit(x, 3.0 * x + 2.0)
     assert slope == pytest.approx(3.0) and intercept == pytest.approx(2.0) and resid == pytest.approx(0.0, abs=1e-9)
-    assert bench.rss_mib() > 1.0
+    assert soak.rss_mib() > 1.0
 
 
 def test_soak_returns_rss_samples_and_slopes(tiny_resolver):
     from skimage.data import astronaut
 
-    from realtime.capture import PortraitMotionSource
-    from realtime.pipeline import TryOnPipeline
+    from realtime.live.capture import PortraitMotionSource
+    from realtime.live.pipeline import TryOnPipeline
 
     inner = tiny_resolver("glasses")
-    backend = bench.BenchBackend(inner, heatmaps=bench.canonical_heatmaps("glasses", inner.info))
+    backend = latency.BenchBackend(inner, heatmaps=latency.canonical_heatmaps("glasses", inner.info))
     pipe = TryOnPipeline(lambda _c: backend, {"glasses": bundled_accessories("glasses")[:1]})
     src = PortraitMotionSource(astronaut(), size_wh=(320, 240), seconds=1.0, fps=10.0)
     frames = [src.read().image for _ in range(src.frame_count)]
-    soak = bench.run_soak(pipe, frames, 200, every=20)
-    assert soak["frames"] == 200
-    assert [s["frame"] for s in soak["samples"]] == list(range(0, 201, 20))
-    assert all(s["rss_mib"] > 0 for s in soak["samples"])
-    assert np.isfinite(soak["rss_slope_mib_per_kframe"]) and np.isfinite(soak["fps_slope_per_kframe"])
-    assert isinstance(soak["growth_beyond_noise"], bool)
+    result = soak.run_soak(pipe, frames, 200, every=20)
+    assert result["frames"] == 200
+    assert [s["frame"] for s in result["samples"]] == list(range(0, 201, 20))
+    assert all(s["rss_mib"] > 0 for s in result["samples"])
+    assert np.isfinite(result["rss_slope_mib_per_kframe"]) and np.isfinite(result["fps_slope_per_kframe"])
+    assert isinstance(result["growth_beyond_noise"], bool)
     with pytest.raises(ValueError, match="every"):
-        bench.run_soak(pipe, frames, 30, every=20)
+        soak.run_soak(pipe, frames, 30, every=20)
 
 
 def test_hardware_slug():
     report = {"hardware": {"cpu": "AMD EPYC 7B13 64-Core Processor", "cores": 2, "gpu": None}}
-    assert bench.hardware_slug(report) == "amd-epyc-7b13-2c"
+    assert bench_report.hardware_slug(report) == "amd-epyc-7b13-2c"
     report["hardware"]["gpu"] = {"name": "NVIDIA GeForce RTX 3090"}
-    assert bench.hardware_slug(report) == "amd-epyc-7b13-2c_nvidia-geforce-rtx-3090"
+    assert bench_report.hardware_slug(report) == "amd-epyc-7b13-2c_nvidia-geforce-rtx-3090"
 
 
 def test_stage_stats_keep_a_bounded_window():
     """The soak found unbounded per-frame timing lists: the live loop's statistics keep a window."""
-    from realtime.pipeline import StageStats
+    from realtime.live.pipeline import StageStats
 
     stats = StageStats(window=5)
     for v in range(12):

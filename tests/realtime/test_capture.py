@@ -7,10 +7,11 @@ import time
 import cv2
 import numpy as np
 import pytest
+from doubles import FlakyCaptureFactory
 
-from realtime.capture import (STATUS_LOST, STATUS_OK, CameraError, CameraSource, FlakyCaptureFactory,
-                              GeneratedSource, PortraitMotionSource, RealtimePacer, VideoFileSource, list_cameras)
 from realtime.geometry import warp_points
+from realtime.live.capture import (STATUS_LOST, STATUS_OK, CameraError, CameraSource, GeneratedSource,
+                                   PortraitMotionSource, RealtimePacer, VideoFileSource, list_cameras)
 
 
 def _numbered_frames(n: int, size_wh: tuple[int, int] = (96, 64)) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Native kernels (realtime.native) vs the NumPy/OpenCV reference, and the fallback.
+"""Native kernels (realtime.live.native) vs the NumPy/OpenCV reference, and the fallback.
 
 Parity tests need libtryon_native (``cmake -S . -B build && cmake --build build``) and
 skip with the loader's reason otherwise; the fallback and input checks always run.
@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime import native
 from realtime.config import IMAGENET_STD_RGB
 from realtime.geometry import (PreparedAccessory, composite_reference, composite_roi, crop_from_box,
                                homography_from_quads, warp_crop)
+from realtime.live import native
 from realtime.preprocess import background_input
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"native library not built: {native.reason()}")

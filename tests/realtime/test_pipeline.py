@@ -7,16 +7,18 @@ import time
 import cv2
 import numpy as np
 import pytest
+from doubles import FlakyCaptureFactory
 
-from realtime.accessories import accessory_by_name, bundled_accessories
 from realtime.backends.base import Backend, ModelInfo
-from realtime.capture import STATUS_LOST, CameraSource, FlakyCaptureFactory, Frame, PortraitMotionSource, RealtimePacer
 from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
+from realtime.framing import ROI_CONFIGS, FaceBox, roi_config, roi_from_face
 from realtime.geometry import warp_points
-from realtime.pipeline import STAGES, STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, StageStats, TryOnPipeline
-from realtime.render import Compositor
-from realtime.roi import ROI_CONFIGS, FaceBox, RoiTracker, roi_config, roi_from_face
+from realtime.live.capture import STATUS_LOST, CameraSource, Frame, PortraitMotionSource, RealtimePacer
+from realtime.live.pipeline import STAGES, STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, StageStats, TryOnPipeline
+from realtime.live.render import Compositor
+from realtime.live.tracking import RoiTracker
+from realtime.procedural import accessory_by_name, bundled_accessories
 
 #: The astronaut's face box in skimage's 512x512 portrait (LBP cascade, centre and side, px).
 ASTRONAUT_FACE = (219.5, 115.5, 104.0)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from realtime.backends.resolver import WEIGHTS_DIR, shipped_artifacts
 from realtime.config import CATEGORIES
-from realtime.models import WEIGHTS_DIR, shipped_artifacts
 
 torch = pytest.importorskip("torch")
 
@@ -49,7 +49,7 @@ def test_shipped_checkpoint_is_fp16_with_its_card_and_grid(category):
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_default_resolver_serves_the_shipped_model(category):
-    from realtime.models import ModelResolver
+    from realtime.backends.resolver import ModelResolver
     from realtime.preprocess import foreground_input
 
     resolver = ModelResolver("torch", threads=1)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from realtime.smoothing import (OneEuroFilter, QuadFilter, QuadSmoother, SmoothingConfig, params_to_quad,
-                                quad_size, quad_to_params)
+from realtime.live.smoothing import (OneEuroFilter, QuadFilter, QuadSmoother, SmoothingConfig, params_to_quad,
+                                     quad_size, quad_to_params)
 
 FPS = 30.0
 QUAD = np.array([[100.0, 80.0], [220.0, 84.0], [218.0, 140.0], [102.0, 136.0]])

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from realtime import stability as st
 from realtime.backends.base import Backend, ModelInfo
+from realtime.bench import stability as st
 from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
 from realtime.geometry import warp_points
-from realtime.pipeline import TryOnPipeline
-from realtime.smoothing import SmoothingConfig
+from realtime.live.pipeline import TryOnPipeline
+from realtime.live.smoothing import SmoothingConfig
 
 QUAD = np.array([[100.0, 80.0], [220.0, 84.0], [218.0, 140.0], [102.0, 136.0]])
 DIAG = float(st.quad_diagonal(QUAD))
@@ -189,7 +189,7 @@ class NoisyAnchoredBackend(Backend):
 def recording() -> st.Recording:
     from skimage.data import astronaut
 
-    from realtime.accessories import bundled_accessories
+    from realtime.procedural import bundled_accessories
 
     backend = NoisyAnchoredBackend()
     pipe = TryOnPipeline(lambda _c: backend, {"glasses": bundled_accessories("glasses")[:1]})
@@ -253,7 +253,7 @@ def test_load_photos_errors(tmp_path):
 def test_run_stability_report_and_markdown():
     from skimage.data import astronaut
 
-    from realtime.accessories import bundled_accessories
+    from realtime.procedural import bundled_accessories
 
     backend = NoisyAnchoredBackend()
 
@@ -273,7 +273,7 @@ def test_run_stability_report_and_markdown():
 
 def test_bench_stability_cli_reports_a_missing_photo_folder(tmp_path):
     torch = pytest.importorskip("torch")
-    from realtime.bench import main
+    from realtime.bench.cli import main
 
     threads = torch.get_num_threads()
     try:

@@ -11,9 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from realtime.backends.base import BackendError  # noqa: E402
 from realtime.checkpoint import save_checkpoint  # noqa: E402
 from realtime.config import model_preset  # noqa: E402
+from realtime.errors import BackendError  # noqa: E402
 from realtime.model import TryOnNet  # noqa: E402
 from training import evaluate as ev  # noqa: E402
 from training.strat import DATASET_JSON, StratDataset  # noqa: E402
@@ -62,7 +62,7 @@ def test_markdown_table_and_figures(setup, tmp_path, capsys):
     root, ckpt = setup
     figs = tmp_path / "figs"
     assert ev.main(["--checkpoint", str(ckpt), "--data", str(root), "--limit", "2", "--figures", str(figs),
-                    "--metric", "box=gt"]) == 0
+                    "--set", "box=gt"]) == 0
     text = capsys.readouterr().out
     assert "| paper: Ours | STRAT-glasses | 1000 | 0.7038 | 0.7814 | 0.0122 |" in text
     assert "**this model** (torch, fp32)" in text and "| mean quad |" in text
@@ -94,7 +94,7 @@ def test_teacher_row_when_dataset_json_names_a_teacher(setup, tmp_path):
 def test_bad_metric_option_names_the_key(setup):
     root, ckpt = setup
     with pytest.raises(ValueError, match="alpha_treshold"):
-        ev.main(["--checkpoint", str(ckpt), "--data", str(root), "--metric", "alpha_treshold=0.3"])
+        ev.main(["--checkpoint", str(ckpt), "--data", str(root), "--set", "alpha_treshold=0.3"])
 
 
 def test_backend_that_cannot_read_the_artifact_is_refused(setup):

@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from training.metrics import (MetricConfig, _box_of, disp_error, mask_iou, sample_metrics,  # noqa: E402
-                              summarize)
+from training.metrics import MetricConfig, _box_of, disp_error, mask_iou, sample_metrics, summarize  # noqa: E402
 
 S = 64
 

@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.accessories import Accessory, generate_accessory
+from realtime.accessories import Accessory
 from realtime.config import IGNORE_INDEX
+from realtime.procedural import generate_accessory
 from training import placement as pl
 from training.parsing import face_parsing, template_face_landmarks, template_pose_landmarks
 from training.pseudo_strat import make_sample
 from training.splits import (DEFAULT_SPLIT_FILE, FaceSplit, SplitError, assign_splits, group_photos, identity_key,
                              load_split)
-from training.teacher.cache import (FACE_CHIN, FACE_FOREHEAD_TOP, FACE_IRIS_L_CENTER, FACE_IRIS_R_CENTER,
-                                    TeacherFace, TeacherRecord)
+from training.teacher.cache import (FACE_CHIN, FACE_FOREHEAD_TOP, FACE_IRIS_L_CENTER, FACE_IRIS_R_CENTER, TeacherFace,
+                                    TeacherRecord)
 
 SIZE_WH = (400, 400)
 

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from realtime.backends.resolver import shipped_artifacts  # noqa: E402
 from realtime.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from realtime.config import model_preset  # noqa: E402
 from realtime.model import TryOnNet  # noqa: E402
-from realtime.models import shipped_artifacts  # noqa: E402
 from training import ship as sh  # noqa: E402
 from training.synthetic import make_synthetic  # noqa: E402
 

@@ -18,8 +18,7 @@ from realtime.backends.torch_backend import TorchBackend  # noqa: E402
 from realtime.checkpoint import load_checkpoint, load_model  # noqa: E402
 from realtime.codec import HeatmapCodec  # noqa: E402
 from training import train as train_mod  # noqa: E402
-from training.config import (OptimConfig, TrainConfig, load_train_config, lr_factor, preset_path,  # noqa: E402
-                             resolve_train_config)
+from training.config import OptimConfig, TrainConfig, load_train_config, lr_factor, preset_path, resolve_train_config  # noqa: E402
 from training.evaluate import evaluate_backend, predict_vertices  # noqa: E402
 from training.strat import StratDataset  # noqa: E402
 from training.synthetic import make_synthetic  # noqa: E402

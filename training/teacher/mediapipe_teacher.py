@@ -9,7 +9,7 @@ numpy<2). The main environment reads its output with
 Usage::
 
     .venv-teacher/bin/python training/teacher/mediapipe_teacher.py \
-        --photos /work/shared/data/faces/helen --photos /work/shared/data/faces/fmd \
+        --photos ../shared/data/faces/helen --photos ../shared/data/faces/fmd \
         --out data/teacher_cache --workers 2 [--limit N] [--overwrite]
 
 For every ``*.jpg``/``*.jpeg``/``*.png`` directly inside each ``--photos``
@@ -94,6 +94,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+# Runs in the teacher venv without this package, so it cannot import realtime.config.IMAGE_SUFFIXES;
+# MediaPipe reads these three.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 SCHEMA_VERSION = 1
 

@@ -48,7 +48,7 @@ extern "C" {
 #define TRYON_API __attribute__((visibility("default")))
 #endif
 
-/* Bumped whenever a signature below changes; realtime/native.py refuses other versions. */
+/* Bumped whenever a signature below changes; realtime/live/native.py refuses other versions. */
 #define TRYON_NATIVE_ABI_VERSION 1
 
 #define TRYON_OK 0

@@ -3,7 +3,7 @@
 A still photo is filmed by a synthetic camera whose motion is known exactly: each frame
 is the photo warped by a per-frame transform (:class:`Trajectory`), over a blurred
 backdrop, with Gaussian sensor noise (:class:`TrajectorySource`, built on
-:class:`realtime.capture.PortraitMotionSource`). The script (:data:`DEFAULT_SCRIPT`) is a
+:class:`realtime.live.capture.PortraitMotionSource`). The script (:data:`DEFAULT_SCRIPT`) is a
 sequence of segments: a static hold, a slow pan, a fast pan, a zoom, a roll, a horizontal
 squeeze (a yaw proxy: it changes the quad's aspect, which only the shape filter sees) and
 a step, with short holds between them.
@@ -31,7 +31,7 @@ the mean length of its two diagonals):
   peak of their (least-squares) cross-correlation. A pure delay of k frames gives k.
 * **motion error**: RMS corner error against the ground truth during the moving segments.
 
-The estimator runs synchronously (:meth:`realtime.pipeline.TryOnPipeline.estimate` on every
+The estimator runs synchronously (:meth:`realtime.live.pipeline.TryOnPipeline.estimate` on every
 frame), so these are properties of ROI + network + decoding + smoothing, not of CPU
 scheduling. The smoothing stage is downstream of everything that feeds back (the ROI
 tracker follows the *raw* keypoints), so one pipeline run records the raw keypoints and
@@ -51,10 +51,11 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from realtime.capture import PortraitMotionSource
+from realtime.config import IMAGE_SUFFIXES
 from realtime.geometry import warp_points
-from realtime.pipeline import STATUS_NO_FACE
-from realtime.smoothing import QuadSmoother, SmoothingConfig
+from realtime.live.capture import PortraitMotionSource
+from realtime.live.pipeline import STATUS_NO_FACE
+from realtime.live.smoothing import QuadSmoother, SmoothingConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ MAX_LAG_FRAMES = 15.0
 LAG_STEP_FRAMES = 0.02
 #: Webcam-like sensor noise, grey levels (standard deviation per pixel and channel).
 DEFAULT_NOISE_SIGMA = 3.0
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 SEGMENT_KINDS = ("hold", "pan", "zoom", "roll", "squeeze", "step")
 
@@ -384,7 +384,7 @@ def record_clip(pipeline: Any, source: TrajectorySource, name: str) -> Recording
     """Run ``pipeline.estimate`` on every frame of ``source`` (synchronously).
 
     Args:
-        pipeline: a :class:`realtime.pipeline.TryOnPipeline` (reset first).
+        pipeline: a :class:`realtime.live.pipeline.TryOnPipeline` (reset first).
         source: the clip.
         name: label (the photo's name).
     """
@@ -417,7 +417,7 @@ def record_clip(pipeline: Any, source: TrajectorySource, name: str) -> Recording
 def replay_smoothing(rec: Recording, cfg: SmoothingConfig) -> tuple[np.ndarray, np.ndarray]:
     """Re-run only the smoothing stage on a recording's raw keypoints.
 
-    Mirrors :meth:`realtime.pipeline.TryOnPipeline.estimate`: a frame without a face
+    Mirrors :meth:`realtime.live.pipeline.TryOnPipeline.estimate`: a frame without a face
     resets the filter, a non-finite frame keeps the last output, every other frame is one
     :meth:`QuadSmoother.update`.
 
@@ -826,14 +826,14 @@ def _score_row(label: str, sc: dict[str, Any], segments: Sequence[str]) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The steadiness report (and the sweep's choice) as Markdown."""
-    from realtime.bench import hardware_line
+    from realtime.bench.report import run_context_line
 
     segments = [s["name"] for s in report["script"] if s["kind"] in MOVING_KINDS]
     model = report.get("model", {})
     head = ("| | jitter (% diag) | " + " | ".join(f"lag {s} (filter)" for s in segments)
             + " | motion error (% diag) | visible |")
     sep = "|---" * (4 + len(segments)) + "|"
-    lines = [f"# Steadiness — {report['date']}", "", hardware_line(report) + ".", "",
+    lines = [f"# Steadiness — {report['date']}", "", run_context_line(report) + ".", "",
              f"Model: {model.get('description')} (backend {model.get('backend')} {model.get('precision')}, input "
              f"{model.get('input_size')}, width x{model.get('width_mult')}, config {model.get('config_hash')})"
              + (" — **UNTRAINED: these numbers are meaningless**" if model.get("untrained") else "")
@@ -842,7 +842,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{', '.join(report['photos'])}. Frames {report['frame_size']} at {report['fps']:g} fps, Gaussian "
              f"sensor noise sigma {report['noise_sigma']:g} grey levels. Estimator synchronous (every frame "
              "inferred). Ground truth: the mean static-hold prediction carried through the known camera motion "
-             "(realtime/stability.py). Lags in frames behind the ground truth, in brackets the lag the smoothing "
+             "(realtime/bench/stability.py). Lags in frames behind the ground truth, in brackets the lag the smoothing "
              "adds (behind the raw keypoints).", "",
              "Script: " + "; ".join(f"{s['name']} {s['seconds']:g} s" for s in report["script"]) + ".", "",
              "## Mean over photos", "", head, sep,
@@ -863,7 +863,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                   f"{len(sw['stages'])} stages, {sw.get('evaluated', '?')} settings scored): each stage sweeps two "
                   "parameters with the others at the choice so far. Choice: among the settings meeting both targets "
                   "the one with the smallest motion error; else, the lag target being the constraint, the steadiest "
-                  "setting within it (realtime.stability.choose). Rows below: slices through the final choice. "
+                  "setting within it (realtime.bench.stability.choose). Rows below: slices through the final choice. "
                   "Plot: " + str(report.get("sweep_png", "(not written)")), "",
                   head.replace("| |", "| setting |", 1), sep,
                   _score_row("no smoothing", sw["raw"], segments),

@@ -45,7 +45,7 @@ class SmoothingConfig:
 
     Defaults chosen by the jitter-vs-lag sweep first run with the synthetic-trained tiny glasses
     model (benchmarks/results/smoothing_sweep_2026-11-27_synthetic-tiny-model.{md,json,png};
-    ``python benchmarks/steadiness.py``, :mod:`realtime.stability`). Rule: meet the 1-frame
+    ``python benchmarks/steadiness.py``, :mod:`realtime.bench.stability`). Rule: meet the 1-frame
     lag target on a slow pan, then be as steady as possible (coordinate descent over
     min_cutoff x beta, the shape filter, d_cutoff x beta). Re-checked with the shipped
     ``glasses_lite`` model on 4 held-out Helen photos under synthetic camera motion

@@ -20,18 +20,18 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from realtime.artifacts import parse_artifact_name
-from realtime.backends.base import Backend, BackendError, backend_class
+from realtime.backends.base import Backend, OpenOptions
+from realtime.backends.opener import BACKENDS, backend_of, open_artifact
 from realtime.config import CATEGORIES, check_category, model_preset
+from realtime.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
-#: Artifact suffix per backend name.
-_SUFFIX = {"tensorrt": ".engine", "onnxruntime": ".onnx", "torch": ".pt"}
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # realtime/weights
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def default_threads() -> int:
@@ -73,13 +73,6 @@ def shipped_artifacts(category: str, weights_dir: Path = WEIGHTS_DIR) -> dict[st
     return out
 
 
-def _backend_of(path: Path) -> str:
-    for name, suffix in _SUFFIX.items():
-        if path.suffix == suffix or (name == "torch" and path.suffix == ".pth"):
-            return name
-    raise BackendError(f"{path}: unknown artifact type; expected .pt/.pth, .onnx or .engine")
-
-
 class ModelResolver:
     """Opens (once) and caches one backend per category. Call it with a category.
 
@@ -109,12 +102,12 @@ class ModelResolver:
         self.weights_dir = weights_dir
         self._cache: dict[str, Backend] = {}
         self._untrained: set[str] = set()
-        self._user: dict[str, dict[str, Backend]] = {name: {} for name in _SUFFIX}
+        self._user: dict[str, dict[str, Backend]] = {name: {} for name in BACKENDS}
         given = [(Path(p), "torch") for p in checkpoints] + [(Path(p), "onnxruntime") for p in onnx] + \
             [(Path(p), "tensorrt") for p in engines]
         for path, kind in given:
-            if not (kind == "onnxruntime" and path.is_dir()) and _backend_of(path) != kind:
-                raise BackendError(f"{path}: a {kind} artifact must end in {_SUFFIX[kind]}")
+            if not (kind == "onnxruntime" and path.is_dir()) and backend_of(path) != kind:
+                raise BackendError(f"{path}: a {kind} artifact must end in {' or '.join(BACKENDS[kind].suffixes)}")
             if backend not in ("auto", kind):
                 raise BackendError(f"--backend {backend} cannot run {path} (a {kind} artifact); "
                                    f"use --backend {kind} or auto")
@@ -143,20 +136,10 @@ class ModelResolver:
             log.info("torch: %d CPU thread(s)", self.threads)
 
     def _open(self, path: Path, kind: str, category: str | None = None) -> Backend:
-        if not path.exists():
-            raise FileNotFoundError(f"model artifact not found: {path}")
-        kwargs: dict[str, Any] = {}
         if kind == "torch":
             self._torch_threads()
-            kwargs = {"device": self.device, "precision": self.precision}
-        elif kind == "onnxruntime":
-            kwargs = {"intra_op_threads": self.threads, "category": category}
-        elif category is not None:
-            kwargs = {"category": category}
-        try:
-            return backend_class(kind).from_path(path, **kwargs)
-        except ValueError as exc:  # checkpoint / metadata errors
-            raise BackendError(str(exc)) from exc
+        options = OpenOptions(category=category, device=self.device, precision=self.precision, threads=self.threads)
+        return open_artifact(path, options, backend=kind)
 
     def _order(self) -> list[str]:
         if self.backend != "auto":

@@ -67,8 +67,8 @@ KERNELS = ("preprocess", "composite")
 #: rows do. 2 threads lost to 1 on that busy machine: 1 unless $TRYON_NATIVE_THREADS says more.
 PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None}
 
-_PACKAGE_DIR = Path(__file__).resolve().parent / "_native"
-_REPO_BUILD_DIR = Path(__file__).resolve().parents[1] / "build"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_native"  # realtime/_native (CMake copies it there)
+_REPO_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
 
 _ERROR_CODES = {-1: "invalid argument", -2: "no CUDA", -3: "CUDA error"}
 
@@ -154,15 +154,15 @@ def load(force: bool = False) -> ctypes.CDLL | None:
         problems = []
         for path in paths:
             if not path.is_file():
-                problems.append(f"{path}: not found")
+                problems.append(f"{_shown(path)}: not found")
                 continue
             try:
                 lib = _open(path)
             except (OSError, AttributeError, ValueError) as exc:
-                problems.append(f"{path}: cannot load ({exc})")
+                problems.append(f"{_shown(path)}: cannot load ({exc})")
                 continue
             _STATE.lib, _STATE.path = lib, path
-            _STATE.reason = f"loaded {path} ({lib.tryon_native_build_info().decode()})"
+            _STATE.reason = f"loaded {_shown(path)} ({lib.tryon_native_build_info().decode()})"
             log.debug("native kernels: %s", _STATE.reason)
             return lib
         _STATE.reason = ("libtryon_native not usable (build it: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && "
@@ -174,6 +174,15 @@ def load(force: bool = False) -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the native library is loaded and usable."""
     return load() is not None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the folder holding the package (the repository in a checkout), so
+    reports name no machine's absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(_PACKAGE_DIR.parents[1]))
+    except ValueError:
+        return str(path)
 
 
 def reason() -> str:

@@ -1,9 +1,11 @@
 """The product: ``tryon live``, ``tryon record`` and ``tryon demo``.
 
-Each ``*_main(argv)`` parses its options, checks them and calls one function here
-(:func:`run_live`, :func:`run_record`, :func:`run_demo`), which wires a frame source, a
-:class:`~realtime.pipeline.TryOnPipeline` and sinks (window, recorder, keypoint log,
-virtual camera) into a :class:`~realtime.pipeline.FrameLoop`.
+Each ``*_main(argv)`` parses its options, checks them, builds an options dataclass
+(:class:`LiveOptions`, :class:`RecordOptions`, :class:`DemoOptions`, each with the shared
+:class:`SessionOptions`) and calls one library function here (:func:`run_live`,
+:func:`run_record`, :func:`run_demo`), which wires a frame source, a
+:class:`~realtime.live.pipeline.TryOnPipeline` and sinks (window, recorder, keypoint log,
+virtual camera) into a :class:`~realtime.live.pipeline.FrameLoop`.
 
 Exit status: 0 done (also after Ctrl-C / SIGTERM, the outputs are finalised), 2 for
 problems the user must fix, with one message naming the cause:
@@ -34,17 +36,18 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from realtime.accessories import Accessory, accessory_by_name, bundled_accessories, load_accessory
-from realtime.backends.base import BackendError
-from realtime.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
-                              open_source)
-from realtime.config import CATEGORIES, load_config
-from realtime.models import BACKEND_CHOICES, ModelResolver, default_threads
-from realtime.pipeline import STATUS_OK as EST_OK
-from realtime.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
-from realtime.record import KeypointLog, RecorderError, VideoRecorder, terminate_as_interrupt
-from realtime.render import draw_hud, draw_quad, mirror
-from realtime.smoothing import SmoothingConfig
+from realtime.accessories import Accessory, load_accessory
+from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
+from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
+from realtime.errors import BackendError
+from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
+                                   open_source)
+from realtime.live.pipeline import STATUS_OK as EST_OK
+from realtime.live.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
+from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, terminate_as_interrupt
+from realtime.live.render import draw_hud, draw_quad, mirror
+from realtime.live.smoothing import SmoothingConfig
+from realtime.procedural import accessory_by_name, bundled_accessories
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,6 @@ KEY_HELP = ("keys: n/-> next  p/<- previous  c category  m mirror  s smoothing  
 #: Arrow-key codes from cv2.waitKeyEx: GTK/Qt on Linux, then Windows.
 _RIGHT = (65363, 2555904, 0xFF53)
 _LEFT = (65361, 2424832, 0xFF51)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 class UsageError(RuntimeError):
@@ -89,8 +91,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
     g.add_argument("--threads", type=int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
-    g.add_argument("--smoothing", action="append", default=[], metavar="KEY=VALUE",
-                   help="SmoothingConfig override, e.g. beta=2 or min_cutoff=0.5 (repeatable)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="smoothing option (realtime.live.smoothing.SmoothingConfig), e.g. --set beta=2 "
+                        "--set min_cutoff=0.5 (repeatable)")
 
 
 def _add_accessory_args(p: argparse.ArgumentParser) -> None:
@@ -105,6 +108,112 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keypoints-out", type=Path, metavar="FILE.jsonl",
                    help="JSON lines: frame, timestamp, raw and smoothed keypoints, confidence, latency")
     p.add_argument("--show-keypoints", action="store_true", help="draw the keypoint quad (debug)")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which models serve the categories, and how they run (see
+    :class:`~realtime.backends.resolver.ModelResolver`)."""
+
+    backend: str = "auto"
+    checkpoints: tuple[Path, ...] = ()
+    onnx: tuple[Path, ...] = ()
+    engines: tuple[Path, ...] = ()
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int | None = None
+
+    def resolver(self) -> ModelResolver:
+        return ModelResolver(self.backend, checkpoints=self.checkpoints, onnx=self.onnx, engines=self.engines,
+                             device=self.device, precision=self.precision, threads=self.threads)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What every command shares: models, accessories, smoothing.
+
+    Attributes:
+        model: the models.
+        accessories: bundled names or image paths (empty: every bundled accessory).
+        category: starting category, and the category of image files that do not say.
+        smoothing: keypoint smoothing.
+    """
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    accessories: tuple[str, ...] = ()
+    category: str | None = None
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Side outputs every command can write."""
+
+    keypoints_out: Path | None = None
+    show_keypoints: bool = False
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """``tryon live``: a camera (or a video paced like one) to a window, recording, virtual camera."""
+
+    session: SessionOptions = field(default_factory=SessionOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    camera: int = 0
+    video: Path | None = None
+    resolution: tuple[int, int] = (1280, 720)
+    fps: float = 30.0
+    pace: bool = True
+    loop: bool = False
+    mode: str = "auto"
+    display: bool = True
+    mirror: bool = True
+    hud: bool = True
+    virtual_cam: bool = False
+    record: Path | None = None
+    screenshot_dir: Path = field(default_factory=Path.cwd)
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """``tryon record``: every frame of a video (or a camera) to a file."""
+
+    out: Path
+    session: SessionOptions = field(default_factory=SessionOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    video: Path | None = None
+    camera: int | None = None
+    duration: float | None = None
+    resolution: tuple[int, int] = (1280, 720)
+    fps: float = 30.0
+    hud: bool = False
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """``tryon demo``: the astronaut portrait under synthetic camera motion, to a file."""
+
+    out: Path = Path("demo.mp4")
+    session: SessionOptions = field(default_factory=SessionOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    seconds: float = 10.0
+    fps: float = 30.0
+    resolution: tuple[int, int] = (1280, 720)
+    switch_every: float = 1.5
+    hud: bool = True
+
+
+def _session_options(args: argparse.Namespace) -> SessionOptions:
+    """The shared options from parsed arguments (smoothing through the one config loader)."""
+    model = ModelOptions(backend=args.backend, checkpoints=tuple(args.checkpoint), onnx=tuple(args.onnx),
+                         engines=tuple(args.engine), device=args.device, precision=args.precision,
+                         threads=args.threads)
+    return SessionOptions(model=model, accessories=tuple(args.accessory), category=args.category,
+                          smoothing=load_config(SmoothingConfig, overrides=args.overrides))
+
+
+def _output_options(args: argparse.Namespace) -> OutputOptions:
+    return OutputOptions(keypoints_out=args.keypoints_out, show_keypoints=args.show_keypoints)
 
 
 @dataclass
@@ -156,15 +265,14 @@ def load_catalogue(names_or_paths: Sequence[str], category: str | None) -> dict[
     return {c: out[c] for c in CATEGORIES if c in out}
 
 
-def build_session(args: argparse.Namespace, categories: Sequence[str] | None = None) -> Session:
+def build_session(opts: SessionOptions, categories: Sequence[str] | None = None) -> Session:
     """Resolver + catalogue + pipeline from the shared options."""
-    smoothing = load_config(SmoothingConfig, overrides=args.smoothing)
-    resolver = ModelResolver(args.backend, checkpoints=args.checkpoint, onnx=args.onnx, engines=args.engine,
-                             device=args.device, precision=args.precision, threads=args.threads)
-    catalogue = load_catalogue(args.accessory, args.category)
+    smoothing = opts.smoothing
+    resolver = opts.model.resolver()
+    catalogue = load_catalogue(opts.accessories, opts.category)
     if categories is not None:
         catalogue = {c: a for c, a in catalogue.items() if c in categories}
-    start = args.category
+    start = opts.category
     if start is None and resolver.user_categories:
         start = next((c for c in resolver.user_categories if c in catalogue), None)
     if start is not None and start not in catalogue:
@@ -454,28 +562,27 @@ def _run(source: FrameSource, session: Session, sinks: list[Any], mode: str, dur
     return report
 
 
-def run_live(args: argparse.Namespace) -> LoopReport:
+def run_live(opts: LiveOptions) -> LoopReport:
     """``tryon live``: camera or video -> try-on -> window / recording / virtual camera."""
-    if not args.no_display:
+    if opts.display:
         check_display()
-    session = build_session(args)
+    session = build_session(opts.session)
     source = None
     sinks: list[Any] = []
     try:
-        source = open_source(camera=args.camera, video=args.video, size_wh=args.resolution, fps=args.fps,
-                             realtime=not args.no_pace, loop=args.loop)
+        source = open_source(camera=opts.camera, video=opts.video, size_wh=opts.resolution, fps=opts.fps,
+                             realtime=opts.pace, loop=opts.loop)
         log.info("source: %s", source.describe())
         fps = source.fps
-        if args.keypoints_out:
-            sinks.append(KeypointSink(args.keypoints_out))
-        if args.virtual_cam:
+        if opts.output.keypoints_out:
+            sinks.append(KeypointSink(opts.output.keypoints_out))
+        if opts.virtual_cam:
             sinks.append(VirtualCamSink(source.size_wh, fps))
-        view = LiveView(session, ViewState(mirror=not args.no_mirror, hud=not args.no_hud,
-                                           show_keypoints=args.show_keypoints,
-                                           screenshot_dir=args.screenshot_dir),
-                        record_path=args.record, fps=fps, show_window=not args.no_display)
+        view = LiveView(session, ViewState(mirror=opts.mirror, hud=opts.hud, show_keypoints=opts.output.show_keypoints,
+                                           screenshot_dir=opts.screenshot_dir),
+                        record_path=opts.record, fps=fps, show_window=opts.display)
         sinks.append(view)
-        if args.record:
+        if opts.record:
             view.toggle_recording()
     except BaseException:
         _close_all(sinks)
@@ -483,33 +590,33 @@ def run_live(args: argparse.Namespace) -> LoopReport:
             source.close()
         session.close()
         raise
-    return _run(source, session, sinks, args.mode)
+    return _run(source, session, sinks, opts.mode)
 
 
-def run_record(args: argparse.Namespace) -> LoopReport:
+def run_record(opts: RecordOptions) -> LoopReport:
     """``tryon record``: every processed frame of a video / camera written to a file.
 
     From a file every frame is inferred; from a camera, inference runs asynchronously when
     it is slower than the camera, so the file plays at the camera's speed.
     """
-    session = build_session(args)
+    session = build_session(opts.session)
     sinks: list[Any] = []
     try:
-        if args.video is not None:
-            source: FrameSource = VideoFileSource(args.video)
+        if opts.video is not None:
+            source: FrameSource = VideoFileSource(opts.video)
         else:
-            source = open_source(camera=args.camera, size_wh=args.resolution, fps=args.fps)
+            source = open_source(camera=opts.camera, size_wh=opts.resolution, fps=opts.fps)
     except BaseException:
         session.close()
         raise
     log.info("source: %s", source.describe())
-    if args.keypoints_out:
-        sinks.append(KeypointSink(args.keypoints_out))
-    sinks.append(RecordSink(args.out, source.fps, hud=session if args.hud else None,
-                            show_keypoints=args.show_keypoints, offline_frames=source.frame_count))
+    if opts.output.keypoints_out:
+        sinks.append(KeypointSink(opts.output.keypoints_out))
+    sinks.append(RecordSink(opts.out, source.fps, hud=session if opts.hud else None,
+                            show_keypoints=opts.output.show_keypoints, offline_frames=source.frame_count))
     # A file: every frame inferred. A camera: its frames come at their own pace, so
     # inference goes asynchronous when slower, and the video keeps the camera's timing.
-    return _run(source, session, sinks, "sync" if args.video is not None else "auto", duration_s=args.duration)
+    return _run(source, session, sinks, "sync" if opts.video is not None else "auto", duration_s=opts.duration)
 
 
 def demo_schedule(catalogue: dict[str, list[Accessory]]) -> list[Accessory]:
@@ -520,14 +627,14 @@ def demo_schedule(catalogue: dict[str, list[Accessory]]) -> list[Accessory]:
     return out
 
 
-def run_demo(args: argparse.Namespace) -> LoopReport:
+def run_demo(opts: DemoOptions) -> LoopReport:
     """``tryon demo``: the astronaut portrait under synthetic camera motion, cycling accessories."""
     from skimage.data import astronaut  # public-domain portrait bundled with scikit-image
 
-    session = build_session(args)
-    source = PortraitMotionSource(astronaut(), size_wh=args.resolution, fps=args.fps, seconds=args.seconds)
+    session = build_session(opts.session)
+    source = PortraitMotionSource(astronaut(), size_wh=opts.resolution, fps=opts.fps, seconds=opts.seconds)
     schedule = demo_schedule(session.pipeline.catalogue)
-    per = max(1, int(round(args.switch_every * args.fps)))
+    per = max(1, int(round(opts.switch_every * opts.fps)))
     log.info("demo: %d frames at %dx%d, %d accessories, switching every %d frames", source.frame_count,
              *source.size_wh, len(schedule), per)
 
@@ -537,11 +644,11 @@ def run_demo(args: argparse.Namespace) -> LoopReport:
             session.pipeline.select(acc)
 
     sinks: list[Any] = []
-    if args.keypoints_out:
-        sinks.append(KeypointSink(args.keypoints_out))
+    if opts.output.keypoints_out:
+        sinks.append(KeypointSink(opts.output.keypoints_out))
     credit = "demo: synthetic camera motion over the astronaut portrait (public domain, scikit-image)"
-    sinks.append(RecordSink(args.out, source.fps, hud=None if args.no_hud else session,
-                            show_keypoints=args.show_keypoints, hud_extra=[credit],
+    sinks.append(RecordSink(opts.out, source.fps, hud=session if opts.hud else None,
+                            show_keypoints=opts.output.show_keypoints, hud_extra=[credit],
                             offline_frames=source.frame_count))
     return _run(source, session, sinks, "sync", on_frame=on_frame)
 
@@ -550,14 +657,14 @@ def run_demo(args: argparse.Namespace) -> LoopReport:
 # CLI mains
 # --------------------------------------------------------------------------------------
 
-def _call(fn: Any, args: argparse.Namespace, prog: str) -> int:
+def _call(fn: Any, opts: Any, prog: str) -> int:
     """Run a command function; print its summary; map user-fixable errors to exit 2."""
     # FFmpeg prints an error for every H.264 encoder it probes and lacks (pip wheels have
     # none usable); the recorder reports the codec it chose instead. Set the variable to
     # 24 (warning) to see FFmpeg's messages. Read once, when FFmpeg is first used.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        report = fn(args)
+        report = fn(opts)
     except (UsageError, CameraError, BackendError, RecorderError, FileNotFoundError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -596,7 +703,12 @@ def live_main(argv: list[str] | None = None) -> int:
     if args.no_display and not (args.record or args.virtual_cam or args.keypoints_out):
         log.warning("--no-display without --record, --virtual-cam or --keypoints-out: nothing is kept")
     print(f"tryon live: {KEY_HELP}")
-    return _call(run_live, args, "tryon live")
+    opts = LiveOptions(session=_session_options(args), output=_output_options(args), camera=args.camera,
+                       video=args.video, resolution=args.resolution, fps=args.fps, pace=not args.no_pace,
+                       loop=args.loop, mode=args.mode, display=not args.no_display, mirror=not args.no_mirror,
+                       hud=not args.no_hud, virtual_cam=args.virtual_cam, record=args.record,
+                       screenshot_dir=args.screenshot_dir)
+    return _call(run_live, opts, "tryon live")
 
 
 def record_main(argv: list[str] | None = None) -> int:
@@ -618,7 +730,10 @@ def record_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         p.error("--duration must be > 0")
-    return _call(run_record, args, "tryon record")
+    opts = RecordOptions(out=args.out, session=_session_options(args), output=_output_options(args),
+                         video=args.video, camera=args.camera, duration=args.duration, resolution=args.resolution,
+                         fps=args.fps, hud=args.hud)
+    return _call(run_record, opts, "tryon record")
 
 
 def demo_main(argv: list[str] | None = None) -> int:
@@ -638,4 +753,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.fps <= 0 or args.switch_every <= 0:
         p.error("--seconds, --fps and --switch-every must be > 0")
-    return _call(run_demo, args, "tryon demo")
+    opts = DemoOptions(out=args.out, session=_session_options(args), output=_output_options(args),
+                       seconds=args.seconds, fps=args.fps, resolution=args.resolution, switch_every=args.switch_every,
+                       hud=not args.no_hud)
+    return _call(run_demo, opts, "tryon demo")

@@ -5,20 +5,20 @@
 =================  ==========================================================================
 stage              what it does (where)
 =================  ==========================================================================
-capture            newest camera frame / next file frame (:mod:`realtime.capture`)
-roi                detect / follow / smooth the face, square crop (:mod:`realtime.roi`)
-preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.native.preprocess_crop`)
+capture            newest camera frame / next file frame (:mod:`realtime.live.capture`)
+roi                detect / follow / smooth the face, square crop (:mod:`realtime.live.tracking`)
+preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.live.native.preprocess_crop`)
 infer              backend.infer with the cached accessory features F_f (:mod:`realtime.backends`)
 decode             soft-argmax (:meth:`realtime.codec.HeatmapCodec.decode`), crop -> frame px
-smooth             confidence gate + One Euro filter (:mod:`realtime.smoothing`)
-composite          homography + warp + alpha blend, footprint only (:mod:`realtime.render`)
-display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.app`)
+smooth             confidence gate + One Euro filter (:mod:`realtime.live.smoothing`)
+composite          homography + warp + alpha blend, footprint only (:mod:`realtime.live.render`)
+display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.live.app`)
 =================  ==========================================================================
 
 The two per-pixel stages (preprocess, composite) run the native C++ kernels of
-:mod:`realtime.native` where they win on this CPU, and their OpenCV/NumPy references
+:mod:`realtime.live.native` where they win on this CPU, and their OpenCV/NumPy references
 otherwise (``TryOnPipeline(prefer_native=False)`` forces the references, ``True`` the
-kernels, None takes :data:`realtime.native.PREFER_NATIVE`; ``$TRYON_NATIVE_LIB=off``
+kernels, None takes :data:`realtime.live.native.PREFER_NATIVE`; ``$TRYON_NATIVE_LIB=off``
 disables the library process-wide). Both agree within one grey level (tests/realtime/test_native.py).
 
 :class:`TryOnPipeline` holds the stateful stages (``reset()`` replays from scratch) and
@@ -46,16 +46,18 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from realtime import native
 from realtime.accessories import Accessory
-from realtime.backends.base import Backend, BackendError
-from realtime.capture import Frame, FrameSource
+from realtime.backends.base import Backend
 from realtime.codec import HeatmapCodec
 from realtime.config import CATEGORIES
+from realtime.errors import BackendError
+from realtime.framing import Roi, RoiConfig, roi_config
+from realtime.live import native
+from realtime.live.capture import Frame, FrameSource
+from realtime.live.render import Compositor
+from realtime.live.smoothing import QuadSmoother, SmoothingConfig
+from realtime.live.tracking import FaceDetector, RoiTracker
 from realtime.preprocess import foreground_input
-from realtime.render import Compositor
-from realtime.roi import FaceDetector, Roi, RoiConfig, RoiTracker, roi_config
-from realtime.smoothing import QuadSmoother, SmoothingConfig
 from realtime.sysinfo import summarize_ms
 
 log = logging.getLogger(__name__)
@@ -205,7 +207,7 @@ class TryOnPipeline:
     """Stateful stages ROI -> ... -> composite for one person, with an accessory catalogue.
 
     Args:
-        backend_for: ``category -> Backend`` (e.g. :class:`realtime.models.ModelResolver`);
+        backend_for: ``category -> Backend`` (e.g. :class:`realtime.backends.resolver.ModelResolver`);
             called when a category is first used.
         catalogue: accessories, either a list (grouped by their category) or a mapping
             ``category -> list``. Categories without accessories are skipped.
@@ -215,7 +217,7 @@ class TryOnPipeline:
         detector: face detector shared by all categories (default :class:`FaceDetector`).
         prefer_native: native C++ preprocess and composite kernels: True, False (the
             OpenCV/NumPy references) or None (the measured default, see
-            :data:`realtime.native.PREFER_NATIVE`).
+            :data:`realtime.live.native.PREFER_NATIVE`).
 
     Thread safety: :meth:`estimate` and the selection methods hold one lock, so a key
     press can switch accessories while a worker thread infers; :meth:`render` needs no

@@ -5,7 +5,7 @@ corners in the accessory image (``Accessory.init_vertex_xy``, full-resolution ac
 pixels) and their predicted places in the frame (full-resolution frame pixels) define
 ``frame_from_fg = homography(init_vertex_in_fg_px, final_vertex_in_frame_px)``; the
 full-resolution accessory is warped with it and alpha-composited onto the full-resolution
-BGR frame, inside the warped footprint only (:func:`realtime.native.composite`: the native
+BGR frame, inside the warped footprint only (:func:`realtime.live.native.composite`: the native
 C++ kernel where it wins, else its reference :func:`realtime.geometry.composite_roi`). The
 network's S x S resize of the accessory never enters the composite.
 
@@ -22,9 +22,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from realtime import native
 from realtime.accessories import Accessory
 from realtime.geometry import DegenerateQuadError, PreparedAccessory, homography_from_quads
+from realtime.live import native
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Compositor:
     Args:
         prefer_native: the warp + composite kernel: True = native C++ when the library
             is loaded, False = the OpenCV reference (:func:`realtime.geometry.composite_roi`),
-            None = the measured default (:data:`realtime.native.PREFER_NATIVE`).
+            None = the measured default (:data:`realtime.live.native.PREFER_NATIVE`).
     """
 
     def __init__(self, prefer_native: bool | None = None) -> None:

@@ -1,7 +1,7 @@
 """``tryon bench``: per-stage latency of the live pipeline, optimised vs naive; async rates;
-steadiness (``--stability``, :mod:`realtime.stability`); memory soak (``--soak N``).
+steadiness (``--stability``, :mod:`realtime.bench.stability`); memory soak (``--soak N``).
 
-Latency (:func:`run_bench`). The REAL pipeline (:class:`realtime.pipeline.TryOnPipeline`)
+Latency (:func:`run_bench`). The REAL pipeline (:class:`realtime.live.pipeline.TryOnPipeline`)
 runs on frames held in memory: the scikit-image astronaut under synthetic camera motion
 rendered at the requested resolution, or the frames of a video file decoded up front.
 Frames are kept as JPEG bytes (quality :data:`JPEG_QUALITY`), the way a USB webcam
@@ -12,14 +12,14 @@ the same run:
 
 * **optimised**, the live app's: accessory encoded once (cached F_f), per-frame network
   path, native C++ crop + normalise and warp + composite where they win
-  (:mod:`realtime.native`), composite restricted to the accessory's footprint;
+  (:mod:`realtime.live.native`), composite restricted to the accessory's footprint;
 * **naive**: the full network every frame (``Backend.infer_full`` re-encodes the
   accessory), the OpenCV/NumPy reference preprocess, the full-frame float composite
   (:func:`realtime.geometry.composite_reference`). Both synchronous.
 
 Stages and what each timing includes (:data:`STAGE_NOTES`). After the timed frames, the
 async mode (:func:`run_async`) drives the optimised pipeline from the same frames paced
-at 30 fps like a camera (:class:`realtime.capture.RealtimePacer`), with inference on a
+at 30 fps like a camera (:class:`realtime.live.capture.RealtimePacer`), with inference on a
 worker thread: display FPS vs inference Hz.
 
 Untrained weights (no trained model for a category) place the accessory at random, often
@@ -35,33 +35,28 @@ Results: ``--json OUT`` writes the report and a Markdown table beside it (``OUT.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime as _dt
-import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-from realtime import native
-from realtime.accessories import Accessory, bundled_accessories
+from realtime.accessories import Accessory
 from realtime.backends.base import Backend, ModelInfo
-from realtime.capture import Frame, GeneratedSource, PortraitMotionSource, RealtimePacer
+from realtime.backends.resolver import ModelResolver
+from realtime.bench.report import environment, fmt, run_context_line
 from realtime.codec import HeatmapCodec
-from realtime.config import CATEGORIES
 from realtime.geometry import DegenerateQuadError, composite_reference
-from realtime.models import BACKEND_CHOICES, ModelResolver, default_threads
-from realtime.pipeline import FrameLoop, Output, StageTimes, TryOnPipeline
+from realtime.live.capture import Frame, GeneratedSource, PortraitMotionSource, RealtimePacer
+from realtime.live.pipeline import FrameLoop, Output, StageTimes, TryOnPipeline
+from realtime.live.render import Compositor, draw_hud, mirror
 from realtime.preprocess import foreground_input
-from realtime.render import Compositor, draw_hud, mirror
-from realtime.smoothing import SmoothingConfig
-from realtime.sysinfo import hardware_info, summarize_ms, time_calls
+from realtime.procedural import bundled_accessories
+from realtime.sysinfo import summarize_ms, time_calls
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +89,7 @@ STAGE_NOTES: dict[str, str] = {
 #: JPEG quality of the in-memory frames (a webcam's MJPG is typically 80-95).
 JPEG_QUALITY = 90
 #: Canonical accessory placements in the network crop, (centre x, centre y, width, height)
-#: as fractions of the crop side, matching the crop framing of :data:`realtime.roi.ROI_CONFIGS`
+#: as fractions of the crop side, matching the crop framing of :data:`realtime.framing.ROI_CONFIGS`
 #: (glasses across the eyes just above the crop centre; hat on the crown; tie from the
 #: collar down the chest).
 CANONICAL_QUADS: dict[str, tuple[float, float, float, float]] = {
@@ -128,7 +123,7 @@ def video_jpegs(path: str | Path, size_wh: tuple[int, int] | None, count: int) -
     Raises:
         FileNotFoundError, ValueError: no such file / not decodable (message names it).
     """
-    from realtime.capture import VideoFileSource
+    from realtime.live.capture import VideoFileSource
 
     src = VideoFileSource(path)
     try:
@@ -428,17 +423,6 @@ def run_async(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], se
 # The whole report
 # --------------------------------------------------------------------------------------
 
-def environment(threads: int) -> dict[str, Any]:
-    """Hardware, load, native kernels, date: the context every report starts with."""
-    import torch  # noqa: F401 - so that hardware_info reports its version
-
-    return {"hardware": hardware_info(), "threads": threads, "load_avg": list(os.getloadavg()),
-            "native": {"available": native.available(), "cpu_path": native.cpu_path(), "reason": native.reason(),
-                       "threads": native.num_threads(),
-                       "preprocess": native.uses_native("preprocess"), "composite": native.uses_native("composite")},
-            "date": _dt.date.today().isoformat(), "time": _dt.datetime.now().isoformat(timespec="seconds")}
-
-
 def run_bench(resolver: ModelResolver, categories: Sequence[str], resolutions: Sequence[tuple[int, int]],
               settings: BenchSettings, threads: int) -> dict[str, Any]:
     """Latency benchmark over categories x resolutions (+ the async run of each).
@@ -476,27 +460,11 @@ def _run_line(run: dict[str, Any]) -> str:
     return line
 
 
-def _f(v: float | None, nd: int = 2) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{nd}f}"
-
-
-def hardware_line(report: dict[str, Any]) -> str:
-    """One line: CPU, cores, GPU, threads, load, library versions."""
-    hw = report["hardware"]
-    gpu = hw.get("gpu")
-    gpu_text = f"{gpu['name']} (driver {gpu.get('driver')})" if gpu else "none"
-    return (f"CPU {hw['cpu']} ({hw['cores']} logical cores, shared), GPU: {gpu_text}; inference threads "
-            f"{report['threads']}; torch {hw.get('torch')}, OpenCV {hw.get('cv2')}, NumPy {hw.get('numpy')}; "
-            f"load average at start {', '.join(f'{v:.1f}' for v in report['load_avg'])}"
-            + (f", at end {', '.join(f'{v:.1f}' for v in report['load_avg_end'])}" if "load_avg_end" in report
-               else ""))
-
-
 def to_markdown(report: dict[str, Any]) -> str:
     """The latency report as Markdown: per-stage table per run, ratios, async rates."""
     s = report["settings"]
     nat = report["native"]
-    lines = [f"# Pipeline latency — {report['date']}", "", hardware_line(report) + ".", "",
+    lines = [f"# Pipeline latency — {report['date']}", "", run_context_line(report) + ".", "",
              f"Native kernels: {nat['reason']} (CPU rows {nat['cpu_path'] or 'n/a'}; preprocess native: "
              f"{nat['preprocess']}, composite native: {nat['composite']}, {nat['threads']} thread).",
              f"Source: {s['source']} frames held in memory as JPEG q{JPEG_QUALITY}; {s['warmup']} warm-up + "
@@ -521,351 +489,30 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [head, sep]
         for stage in (*BENCH_STAGES, "end_to_end"):
             o = run["optimised"]["stages"][stage]
-            row = f"| {stage} | {_f(o['p50'])} / {_f(o['p95'])} / {_f(o['p99'])} |"
+            row = f"| {stage} | {fmt(o['p50'])} / {fmt(o['p95'])} / {fmt(o['p99'])} |"
             if has_naive:
                 n = run["naive"]["stages"][stage]
-                row += f" {_f(n['p50'])} / {_f(n['p95'])} / {_f(n['p99'])} | **{_f(run['ratios'][stage])}** |"
+                row += f" {fmt(n['p50'])} / {fmt(n['p95'])} / {fmt(n['p99'])} | **{fmt(run['ratios'][stage])}** |"
             lines.append(row)
         o = run["optimised"]["stages"]["encode"]
-        lines.append(f"| (encode, not in e2e) | {_f(o['p50'])} / {_f(o['p95'])} / {_f(o['p99'])} |"
+        lines.append(f"| (encode, not in e2e) | {fmt(o['p50'])} / {fmt(o['p95'])} / {fmt(o['p99'])} |"
                      + (" | |" if has_naive else ""))
         e = run["encode_fg"]
-        lines.append(f"| (encode_fg, once per accessory) | {_f(e['p50'])} / {_f(e['p95'])} / {_f(e['p99'])} |"
+        lines.append(f"| (encode_fg, once per accessory) | {fmt(e['p50'])} / {fmt(e['p95'])} / {fmt(e['p99'])} |"
                      + (" inside infer | |" if has_naive else ""))
-        fps = f"End-to-end: optimised **{_f(run['optimised']['fps'], 1)} fps**"
+        fps = f"End-to-end: optimised **{fmt(run['optimised']['fps'], 1)} fps**"
         if has_naive:
-            fps += f", naive {_f(run['naive']['fps'], 1)} fps: x{_f(run['ratios']['fps'])} the frame rate"
+            fps += f", naive {fmt(run['naive']['fps'], 1)} fps: x{fmt(run['ratios']['fps'])} the frame rate"
         lines += ["", fps + "."]
         if "async" in run:
             a = run["async"]
             lines.append(f"Async (source paced at {a['source_fps']:g} fps for {a['seconds']:g} s, inference on a "
-                         f"worker thread): display **{_f(a['display_fps'], 1)} fps** ({a['frames_shown']} of "
-                         f"{a['frames_released']} frames shown), inference **{_f(a['inference_hz'], 1)} Hz** "
-                         f"(infer p50 {_f((a['infer_ms'] or {}).get('p50'), 1)} ms).")
+                         f"worker thread): display **{fmt(a['display_fps'], 1)} fps** ({a['frames_shown']} of "
+                         f"{a['frames_released']} frames shown), inference **{fmt(a['inference_hz'], 1)} Hz** "
+                         f"(infer p50 {fmt((a['infer_ms'] or {}).get('p50'), 1)} ms).")
         lines.append("")
     lines += ["## What each timing includes", ""]
     lines += [f"* **{k}**: {v}" for k, v in report["notes"].items()]
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------------------
-# Soak
-# --------------------------------------------------------------------------------------
-
-def rss_mib() -> float:
-    """Resident set size of this process, MiB (/proc/self/status VmRSS; peak RSS from
-    ``resource`` where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (2**20 if sys.platform == "darwin" else 1024.0)
-
-
-def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """(slope, intercept, residual standard deviation) of a least-squares line."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    if len(x) < 2:
-        return float("nan"), float("nan"), float("nan")
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (slope * x + intercept)
-    return float(slope), float(intercept), float(np.std(resid))
-
-
-def run_soak(pipeline: TryOnPipeline, frames: Sequence[np.ndarray] | Callable[[int], np.ndarray], count: int,
-             every: int = 500, fps: float = CAMERA_FPS, warmup_frac: float = 0.1) -> dict[str, Any]:
-    """Push ``count`` frames through a :class:`FrameLoop` (sync, every frame inferred and
-    composited, the display stage's work done) and sample RSS and FPS every ``every`` frames.
-
-    Growth is judged after the first ``warmup_frac`` of the samples (allocator and cache
-    warm-up): the RSS slope (MiB per 1000 frames) over the run, the total change that
-    slope implies, and whether that exceeds 3 residual standard deviations and 1 MiB
-    ("growth beyond noise"). FPS drift: the slope of the per-window FPS, over the run, as
-    % of the fitted start; on a shared machine the other jobs move it, so the process CPU
-    time per frame (all threads, which contention disturbs far less) is fitted the same way.
-
-    Args:
-        pipeline: the pipeline to soak.
-        frames: BGR frames (cycled) or ``index -> frame``.
-        count: frames to push.
-        every: sampling period, frames.
-    """
-    from tqdm import tqdm
-
-    if count < 2 * every:
-        raise ValueError(f"soak: count ({count}) must be at least 2 x every ({every})")
-    get = frames if callable(frames) else (lambda i: frames[i % len(frames)])
-    source = GeneratedSource(get, fps=fps, count=count, name="in-memory")
-    samples: list[dict[str, float]] = []
-    state = {"n": 0, "t": time.perf_counter(), "cpu": time.process_time()}
-    bar = tqdm(total=count, desc="soak", unit="frame", leave=False)
-
-    def sink(out: Output) -> None:
-        display_frame(out.composite, ["soak"])
-        state["n"] += 1
-        bar.update(1)
-        if state["n"] % every == 0:
-            now, cpu = time.perf_counter(), time.process_time()
-            samples.append({"frame": state["n"], "rss_mib": rss_mib(), "fps": every / (now - state["t"]),
-                             "cpu_ms_per_frame": (cpu - state["cpu"]) * 1e3 / every})
-            state["t"], state["cpu"] = now, cpu
-
-    samples.append({"frame": 0, "rss_mib": rss_mib(), "fps": float("nan"), "cpu_ms_per_frame": float("nan")})
-    try:
-        report = FrameLoop(source, pipeline, [sink], mode="sync").run()
-    finally:
-        bar.close()
-    rows = samples[1:]
-    skip = int(len(rows) * warmup_frac)
-    used = rows[skip:] if len(rows) - skip >= 2 else rows
-    x = np.array([r["frame"] for r in used]) / 1000.0
-    slope, _, resid = linear_fit(x, np.array([r["rss_mib"] for r in used]))
-    fps_slope, fps_icpt, fps_resid = linear_fit(x, np.array([r["fps"] for r in used]))
-    cpu_slope, cpu_icpt, _ = linear_fit(x, np.array([r["cpu_ms_per_frame"] for r in used]))
-    span = float(x[-1] - x[0]) if len(x) else 0.0
-    implied = slope * span
-    return {"frames": report.frames_out, "every": every, "samples": samples, "warmup_samples": skip,
-            "rss_start_mib": samples[0]["rss_mib"], "rss_end_mib": rows[-1]["rss_mib"] if rows else float("nan"),
-            "rss_slope_mib_per_kframe": slope, "rss_resid_std_mib": resid, "rss_growth_fit_mib": implied,
-            "growth_beyond_noise": bool(implied > max(3.0 * resid, 1.0)),
-            "fps_mean": float(np.mean([r["fps"] for r in used])) if used else float("nan"),
-            "fps_slope_per_kframe": fps_slope, "fps_resid_std": fps_resid,
-            "fps_drift_pct": float(100.0 * fps_slope * span / fps_icpt) if fps_icpt else float("nan"),
-            "cpu_ms_per_frame_mean": float(np.mean([r["cpu_ms_per_frame"] for r in used])) if used else float("nan"),
-            "cpu_drift_pct": float(100.0 * cpu_slope * span / cpu_icpt) if cpu_icpt else float("nan"),
-            "wall_s": report.wall_s, "mode": report.mode}
-
-
-def soak_markdown(report: dict[str, Any]) -> str:
-    """The soak report as Markdown."""
-    s = report["soak"]
-    verdict = "**growth beyond noise**" if s["growth_beyond_noise"] else "no growth beyond noise"
-    lines = [f"# Soak — {report['date']}", "", hardware_line(report) + ".", "",
-             f"Model: {report['model']['description']} (input {report['model']['input_size']}); placement "
-             f"{report.get('placement', 'network')}; "
-             f"{report['resolution']} frames from memory; {s['mode']} mode (every frame inferred, composited and "
-             f"prepared for display); RSS (VmRSS) and FPS sampled every {s['every']} frames; the first "
-             f"{s['warmup_samples']} samples are warm-up and excluded from the fits.", "",
-             "| frames | RSS start (MiB) | RSS end (MiB) | RSS slope (MiB / 1000 frames) | fitted growth (MiB) | "
-             "residual std (MiB) | mean FPS | FPS slope (/ 1000 frames) | FPS drift over the run | "
-             "CPU ms / frame | CPU-time drift over the run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
-             f"| {s['frames']} | {_f(s['rss_start_mib'], 1)} | {_f(s['rss_end_mib'], 1)} | "
-             f"{_f(s['rss_slope_mib_per_kframe'], 3)} | {_f(s['rss_growth_fit_mib'], 2)} | "
-             f"{_f(s['rss_resid_std_mib'], 2)} | {_f(s['fps_mean'], 1)} | {_f(s['fps_slope_per_kframe'], 3)} | "
-             f"{_f(s['fps_drift_pct'], 1)} % | {_f(s['cpu_ms_per_frame_mean'])} | {_f(s['cpu_drift_pct'], 1)} % |",
-             "", f"Verdict: {verdict}.", "", "Samples:", "",
-             "| frame | RSS (MiB) | FPS (window) | CPU ms / frame (window) |", "|---|---|---|---|"]
-    lines += [f"| {r['frame']} | {r['rss_mib']:.1f} | {_f(r['fps'], 1)} | {_f(r['cpu_ms_per_frame'])} |"
-              for r in s["samples"]]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------
-# Output files
-# --------------------------------------------------------------------------------------
-
-def hardware_slug(report: dict[str, Any]) -> str:
-    """Short file-name tag of the machine, e.g. ``amd-epyc-2c`` or ``..._nvidia-h100``."""
-    hw = report["hardware"]
-    cpu = re.sub(r"\(r\)|\(tm\)|cpu|processor|@.*$|\d+-core", "", hw["cpu"].lower())
-    words = [w for w in re.split(r"[^a-z0-9]+", cpu) if w][:3]
-    slug = "-".join(words) + f"-{hw['cores']}c"
-    gpu = hw.get("gpu")
-    if gpu:
-        slug += "_" + "-".join(w for w in re.split(r"[^a-z0-9]+", gpu["name"].lower()) if w)[:24]
-    return slug
-
-
-def write_report(report: dict[str, Any], json_path: Path, markdown: str) -> list[Path]:
-    """Write ``report`` as JSON and ``markdown`` beside it (.md), atomically."""
-    from realtime.checkpoint import atomic_write_bytes
-
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path = json_path.with_suffix(".md")
-    atomic_write_bytes(json_path, (json.dumps(_jsonable(report), indent=1) + "\n").encode())
-    atomic_write_bytes(md_path, markdown.encode())
-    return [json_path, md_path]
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-# --------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------
-
-def _csv(parse: Callable[[str], Any]) -> Callable[[str], list[Any]]:
-    def inner(text: str) -> list[Any]:
-        return [parse(t.strip()) for t in text.split(",") if t.strip()]
-    return inner
-
-
-def _category(text: str) -> str:
-    if text not in CATEGORIES:
-        raise argparse.ArgumentTypeError(f"unknown category {text!r}; expected {', '.join(CATEGORIES)}")
-    return text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from realtime.app import parse_resolution
-
-    p = argparse.ArgumentParser(
-        prog="tryon bench",
-        description="Per-stage latency of the live pipeline, optimised vs naive, and async display FPS vs "
-                    "inference Hz (default); steadiness on synthetic camera motion (--stability); memory and "
-                    "FPS soak (--soak N). Reports go to stdout, and to --json / --out-dir as JSON + Markdown.")
-    g = p.add_argument_group("model")
-    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
-    g.add_argument("--checkpoint", action="append", default=[], metavar="PATH", help="torch checkpoint (repeatable)")
-    g.add_argument("--onnx", action="append", default=[], metavar="PATH", help="ONNX per-frame graph (repeatable)")
-    g.add_argument("--engine", action="append", default=[], metavar="PATH", help="TensorRT engine (repeatable)")
-    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
-    g.add_argument("--threads", type=int, default=None,
-                   help=f"CPU inference threads (default: half the cores, here {default_threads()})")
-    g.add_argument("--preset", default="lite", choices=("paper", "lite", "tiny"),
-                   help="network of the random-init fallback when no weights exist (default lite)")
-    b = p.add_argument_group("latency")
-    b.add_argument("--category", type=_csv(_category), default=list(DEFAULT_CATEGORIES),
-                   help="comma-separated categories (default glasses,tie; --stability and --soak use the first)")
-    b.add_argument("--resolution", type=_csv(parse_resolution), default=list(DEFAULT_RESOLUTIONS),
-                   help="comma-separated WxH (default 1280x720,1920x1080)")
-    b.add_argument("--frames", type=int, default=100, help="timed frames per run (default 100)")
-    b.add_argument("--warmup", type=int, default=10, help="untimed warm-up frames (default 10)")
-    b.add_argument("--source", default="synthetic", help="'synthetic' (astronaut under camera motion) or a video file")
-    b.add_argument("--no-naive", action="store_true", help="skip the naive pipeline (no ratios)")
-    b.add_argument("--async-seconds", type=float, default=10.0, help="length of the async run, 0 to skip")
-    b.add_argument("--placement", choices=("auto", "network", "canonical"), default="auto",
-                   help="canonical: replace the network's output by a canonical quad (auto: when untrained)")
-    b.add_argument("--native", choices=("auto", "on", "off"), default="auto",
-                   help="native kernels in the optimised pipeline (auto: where they win)")
-    m = p.add_argument_group("mode").add_mutually_exclusive_group()
-    m.add_argument("--stability", action="store_true", help="steadiness: jitter / lag on synthetic camera motion")
-    m.add_argument("--soak", type=int, metavar="N", help="memory soak: push N frames, sample RSS and FPS")
-    st = p.add_argument_group("steadiness (--stability)")
-    st.add_argument("--photos", type=Path, help="folder of photos (default: the astronaut)")
-    st.add_argument("--max-photos", type=int, default=5, help="photos used from --photos (default 5)")
-    st.add_argument("--noise", type=float, default=3.0, help="sensor noise, grey levels (default 3)")
-    st.add_argument("--sweep", action="store_true", help="sweep the smoothing parameters, plot jitter vs lag")
-    st.add_argument("--smoothing", action="append", default=[], metavar="KEY=VALUE",
-                    help="SmoothingConfig override for the measurement (repeatable)")
-    so = p.add_argument_group("soak (--soak N)")
-    so.add_argument("--soak-every", type=int, default=500, help="sample every this many frames (default 500)")
-    so.add_argument("--soak-resolution", type=parse_resolution, default=(640, 480), metavar="WxH")
-    o = p.add_argument_group("output")
-    o.add_argument("--json", type=Path, metavar="OUT.json", help="write the report here (and OUT.md)")
-    o.add_argument("--out-dir", type=Path, metavar="DIR",
-                   help="write <kind>_<date>_<hardware>.json/.md here (e.g. benchmarks/results)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tryon bench``."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.frames < 1 or args.warmup < 0 or (args.soak is not None and args.soak < 1):
-        p.error("--frames and --soak must be >= 1, --warmup >= 0")
-    if args.threads is not None and args.threads < 1:
-        p.error("--threads must be >= 1")
-    if args.source != "synthetic" and not Path(args.source).is_file():
-        p.error(f"--source: video file not found: {args.source}")
-    threads = args.threads or default_threads()
-    resolver = ModelResolver(args.backend, checkpoints=args.checkpoint, onnx=args.onnx, engines=args.engine,
-                             device=args.device, precision=args.precision, preset=args.preset, threads=threads)
-    try:
-        if args.stability:
-            report, markdown, kind = _stability_command(args, resolver, threads)
-        elif args.soak is not None:
-            report, markdown, kind = _soak_command(args, resolver, threads)
-        else:
-            settings = BenchSettings(frames=args.frames, warmup=args.warmup, naive=not args.no_naive,
-                                     async_seconds=args.async_seconds, placement=args.placement,
-                                     prefer_native={"auto": None, "on": True, "off": False}[args.native],
-                                     source=args.source)
-            report = run_bench(resolver, args.category, args.resolution, settings, threads)
-            markdown, kind = to_markdown(report), "bench"
-    finally:
-        resolver.close()
-    print(markdown)
-    paths = []
-    if args.json is not None:
-        paths = write_report(report, args.json, markdown)
-    elif args.out_dir is not None:
-        paths = write_report(report, args.out_dir / f"{kind}_{report['date']}_{hardware_slug(report)}.json", markdown)
-    for path in paths:
-        print(f"tryon bench: wrote {path}")
-    return 0
-
-
-def _stability_command(args: argparse.Namespace, resolver: ModelResolver,
-                       threads: int) -> tuple[dict[str, Any], str, str]:
-    from realtime import stability
-    from realtime.config import load_config
-
-    category = args.category[0]
-    resolver(category)  # open it now: untrained() is known once it is open
-    if resolver.untrained(category):
-        log.warning("steadiness of an UNTRAINED network measures nothing useful: pass --checkpoint/--onnx/--engine")
-    smoothing = load_config(SmoothingConfig, overrides=args.smoothing)
-    photos = stability.load_photos(args.photos, args.max_photos)
-    accessory = bundled_accessories(category)[0]
-
-    def make_pipeline() -> TryOnPipeline:
-        return TryOnPipeline(resolver, {category: [accessory]}, smoothing=smoothing)
-
-    report = stability.run_stability(make_pipeline, photos, smoothing=smoothing, noise_sigma=args.noise,
-                                     sweep=args.sweep)
-    report.update(environment(threads))
-    report["model"] = model_info(resolver(category), resolver.untrained(category), resolver.describe(category))
-    report["accessory"] = accessory.name
-    if args.sweep and (args.json or args.out_dir):
-        png = (args.json.with_suffix(".png") if args.json else
-               args.out_dir / f"smoothing_sweep_{report['date']}.png")
-        stability.plot_sweep(report["sweep"], png, title=stability.sweep_title(report))
-        report["sweep_png"] = str(png)
-    return report, stability.to_markdown(report), "smoothing_sweep" if args.sweep else "stability"
-
-
-def _soak_command(args: argparse.Namespace, resolver: ModelResolver, threads: int) -> tuple[dict[str, Any], str, str]:
-    category = args.category[0]
-    inner = resolver(category)
-    untrained = resolver.untrained(category)
-    canonical = args.placement == "canonical" or (args.placement == "auto" and untrained)
-    backend = BenchBackend(inner, heatmaps=canonical_heatmaps(category, inner.info) if canonical else None)
-    pipe = TryOnPipeline(lambda _c: backend, {category: bundled_accessories(category)[:1]})
-    from skimage.data import astronaut
-
-    src = PortraitMotionSource(astronaut(), size_wh=args.soak_resolution, fps=CAMERA_FPS, seconds=4.0,
-                               noise_sigma=2.0)
-    frames = [src.read().image for _ in range(src.frame_count)]  # 4 s of motion, cycled
-    soak = run_soak(pipe, frames + frames[::-1], args.soak, every=args.soak_every)
-    report = {"kind": "soak", **environment(threads), "soak": soak,
-              "resolution": f"{args.soak_resolution[0]}x{args.soak_resolution[1]}",
-              "model": model_info(inner, untrained, resolver.describe(category)),
-              "placement": "canonical (network output replaced after it is computed, so the composite runs every "
-                           "frame)" if canonical else "network"}
-    return report, soak_markdown(report), "soak"

@@ -1,0 +1,171 @@
+"""Crop framing: where the square network crop sits relative to the face.
+
+The network sees a square crop at its input size (224 for glasses and hats, 448 for ties),
+framed like its training images; its keypoints are mapped back to full-resolution frame
+pixels with the inverse of the crop transform (:class:`Roi`). The live tracker
+(:mod:`realtime.live.tracking`) and training's real-photo pipeline use the same framing,
+so it lives in the core.
+
+The crop is the square box = face box shifted by (center_dx, center_dy) face sizes and
+scaled to ``side`` face sizes (:class:`RoiConfig`), upright, through
+:func:`realtime.geometry.crop_from_box` / :func:`~realtime.geometry.warp_crop`; pixels
+outside the frame are black, as in training's augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from realtime.config import check_category
+from realtime.geometry import crop_from_box, warp_crop, warp_points
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """Crop framing (relative to the detected face box) and tracking constants.
+
+    The face box is the LBP cascade's square, side f, about eyebrows to chin and cheek to
+    cheek. The crop is the square of side ``side * f`` centred at ``face centre +
+    (center_dx, center_dy) * f`` (y down), chosen so the live crops are framed like the
+    training images of ``training/synthetic.py`` (which imitates STRAT: head crops for
+    glasses and hats, upper-body portraits for ties). That generator draws the face as an
+    ellipse of half-width a and half-height b = 1.25..1.4 a; measured on the astronaut
+    portrait, the cascade's box relates to it as 2a ~ 0.9 f (face 94 px wide, box 104 px)
+    with the ellipse centre 0.08 f above the box centre. Hence, with S the crop side:
+
+    * glasses: 2a = 0.4..0.6 S, head centre at the image centre (+-0.1 S)
+      -> side = 0.9 f / 0.49 = 1.85 f (1.5..2.25 f), centre 0.08 f above the box centre;
+    * hat: 2a = 0.3..0.46 S, head centre at 0.52..0.68 S from the top (room for the crown)
+      -> side = 0.9 f / 0.375 = 2.4 f, crop centre 0.1 S = 0.24 f above the head centre,
+      i.e. 0.32 f above the box centre;
+    * tie: head half-width a = 0.36..0.44 of the shoulder half-width 0.2..0.34 S (2a ~ 0.22
+      S), head centre ~0.2 S from the top (shoulders at 0.3..0.45 S, neck and chin above)
+      -> side = 0.9 f / 0.215 = 4.2 f, crop centre 0.3 S = 1.26 f below the head centre,
+      i.e. 1.2 f below the box centre: head at the top, torso down to the waist.
+
+    Keep these in step with ``training/synthetic.py`` (and with the framing of any real
+    training data) when either changes.
+
+    Attributes:
+        side: crop side in face sizes.
+        center_dx: horizontal crop-centre offset in face sizes.
+        center_dy: vertical crop-centre offset in face sizes (positive = down).
+        detect_every: frames between re-detections while tracking (a window search around
+            the face, about 5-12 ms on one CPU core whatever the resolution, so ~2 ms a frame).
+        lost_detect_every: frames between (full-frame, about 40 ms) detection attempts after
+            a miss or while nobody is found.
+        max_missed: failed detections in a row, with no confident keypoint follow in
+            between, before the face counts as lost.
+        max_missed_following: failed detections in a row before "lost" even while the
+            keypoints still follow (the person may have left and the network not noticed).
+        redetect_deadband: while the keypoints follow the face, a re-detection closer than
+            this (face sizes for the centre, natural log for the size) to the followed face
+            confirms it and changes nothing; a larger difference is applied (drift
+            correction). 0 applies every re-detection.
+        settle_tol: the quad/face relation is learned once the smoothed face is within this
+            many face sizes (and log-size) of the detection.
+        max_follow_step: largest face move per keypoint update, in face sizes.
+        max_follow_scale: largest face scale change per keypoint update (ratio).
+        min_cutoff: One Euro cutoff (Hz) of the face box at rest.
+        beta: One Euro speed coefficient of the face box (speed in face sizes / s).
+        detect_width: full-frame detection runs on the frame resized to this width (px).
+        window_face_px: in the search window, the expected face is resized to this size.
+        min_neighbors: detections a face needs among overlapping windows (cascade vote;
+            scikit-image's default 4; 3 let false positives through on the demo).
+    """
+
+    side: float
+    center_dx: float = 0.0
+    center_dy: float = 0.0
+    detect_every: int = 5
+    lost_detect_every: int = 5
+    max_missed: int = 3
+    max_missed_following: int = 8
+    redetect_deadband: float = 0.3
+    settle_tol: float = 0.05
+    max_follow_step: float = 0.25
+    max_follow_scale: float = 1.25
+    min_cutoff: float = 0.7
+    beta: float = 3.0
+    detect_width: int = 320
+    window_face_px: int = 48
+    min_neighbors: int = 4
+
+    def __post_init__(self) -> None:
+        if self.side <= 0:
+            raise ValueError(f"roi.side must be > 0, got {self.side}")
+        if self.detect_every < 1 or self.lost_detect_every < 1 or self.max_missed < 1:
+            raise ValueError("roi.detect_every, roi.lost_detect_every and roi.max_missed must be >= 1")
+        if self.redetect_deadband < 0:
+            raise ValueError(f"roi.redetect_deadband must be >= 0, got {self.redetect_deadband}")
+
+
+#: One RoiConfig per category (see :class:`RoiConfig` for the reasoning behind the numbers).
+ROI_CONFIGS: dict[str, RoiConfig] = {
+    "glasses": RoiConfig(side=1.85, center_dy=-0.08),
+    "hat": RoiConfig(side=2.4, center_dy=-0.32),
+    "tie": RoiConfig(side=4.2, center_dy=1.2),
+}
+
+
+def roi_config(category: str, **overrides: float) -> RoiConfig:
+    """The crop/tracking constants of ``category``, optionally with fields replaced."""
+    return replace(ROI_CONFIGS[check_category(category)], **overrides)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A square face box in frame pixels: centre and side."""
+
+    cx: float
+    cy: float
+    side: float
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.cx, self.cy, self.side], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Roi:
+    """The square network crop of one frame.
+
+    Attributes:
+        face: the (smoothed) face box it was built from.
+        center_xy: crop centre in frame pixels.
+        side: crop side in frame pixels.
+        size: network input size (crop side in network pixels).
+        crop_from_frame: 3x3 affine, frame pixels -> crop pixels.
+    """
+
+    face: FaceBox
+    center_xy: tuple[float, float]
+    side: float
+    size: int
+    crop_from_frame: np.ndarray = field(repr=False)
+
+    @property
+    def frame_from_crop(self) -> np.ndarray:
+        """3x3 affine, crop pixels -> frame pixels."""
+        return np.linalg.inv(self.crop_from_frame)
+
+    def crop(self, frame: np.ndarray) -> np.ndarray:
+        """Cut the (size, size) crop out of ``frame`` (bilinear, black outside)."""
+        return warp_crop(frame, self.crop_from_frame, self.size)
+
+    def to_frame(self, pts_crop_xy: np.ndarray) -> np.ndarray:
+        """Crop (network) pixels -> full-resolution frame pixels."""
+        return warp_points(self.frame_from_crop, pts_crop_xy)
+
+    def to_crop(self, pts_frame_xy: np.ndarray) -> np.ndarray:
+        """Frame pixels -> crop (network) pixels."""
+        return warp_points(self.crop_from_frame, pts_frame_xy)
+
+
+def roi_from_face(face: FaceBox, cfg: RoiConfig, size: int) -> Roi:
+    """Build the crop of ``cfg`` around a face box, for a network of input ``size``."""
+    cx = face.cx + cfg.center_dx * face.side
+    cy = face.cy + cfg.center_dy * face.side
+    side = cfg.side * face.side
+    return Roi(face, (cx, cy), side, size, crop_from_box((cx, cy), side, size))
