@@ -17,6 +17,14 @@ topologically sorted graph.
   inputs and outputs stay float32 (I/O at the graph boundary never changes type).
 * Inputs that the ONNX operator schemas fix to float32 whatever the data type (Resize's
   ``roi``/``scales``, Upsample's ``scales``) are left alone (:data:`FLOAT32_INPUTS`).
+* **Shape computations stay float32 / int64** (:func:`shape_chain_nodes`): every node
+  upstream of a shape-like input (Resize ``roi``/``scales``/``sizes``, Reshape/Expand/Tile
+  shapes, ConstantOfShape, Slice starts/ends/axes/steps, Pad, Range, ... :data:`SHAPE_INPUTS`)
+  is kept in float32, so no such input is ever computed from a half tensor. The walk stops
+  at ``Shape``/``Size`` (:data:`SHAPE_OPS`): they read only the dimensions of their input,
+  never its values, and output int64 whatever its type. TensorRT's ONNX parser turns these chains into shape-tensor computations, and a
+  shape tensor may not start from a Half tensor (a ``Cast`` of an fp16 ``Constant`` feeding
+  Resize ``scales`` fails the build). :func:`half_fed_shape_inputs` checks a converted graph.
 * ``value_info`` is rewritten with the new element types, and the result is checked with
   ``onnx.checker`` and strict, type-checked shape inference.
 
@@ -60,6 +68,20 @@ _HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "BatchNormali
 #: Inputs that stay float32 in any node (ONNX operator schemas: Resize roi is T2 and scales
 #: is tensor(float) whatever X is; Upsample scales is tensor(float)).
 FLOAT32_INPUTS: dict[str, tuple[int, ...]] = {"Resize": (1, 2), "Upsample": (1,)}
+
+#: Inputs that carry shapes, sizes, scales, indices or axes (ONNX operator schemas). TensorRT
+#: computes them as shape tensors; their producing chains never run in half.
+SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Resize": (1, 2, 3), "Upsample": (1,), "Reshape": (1,), "Expand": (1,), "Tile": (1,),
+    "ConstantOfShape": (0,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Squeeze": (1,), "Unsqueeze": (1,),
+    "Range": (0, 1, 2), "TopK": (1,), "OneHot": (1, 2), "Split": (1,), "ReduceSum": (1,), "ReduceMean": (1,),
+    "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
+    "ReduceSumSquare": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "Gather": (1,),
+    "GatherElements": (1,), "ScatterElements": (1,), "CenterCropPad": (1,), "DFT": (1,), "Trilu": (1,),
+}
+#: Ops that read only the dimensions of their input (int64 output whatever its type): a shape
+#: chain starts at them, and the walk upstream stops there.
+SHAPE_OPS = frozenset({"Shape", "Size"})
 
 #: Largest finite float16 (IEEE 754 binary16).
 FP16_MAX = 65504.0
@@ -137,7 +159,73 @@ def fp32_node_indices(model: Any, keep_ops: Iterable[str] = DEFAULT_FP32_OPS, ke
         uses = [j for out in node.output for j in consumers.get(out, ())]
         if uses and all(j in keep for j in uses):
             keep.add(i)
-    return keep
+    return keep | shape_chain_nodes(model)
+
+
+def _shape_roots(graph: Any) -> list[tuple[Any, int]]:
+    """``(node, input index)`` of every shape-like input (:data:`SHAPE_INPUTS`) in the graph."""
+    return [(node, k) for node in graph.node for k in SHAPE_INPUTS.get(node.op_type, ())
+            if k < len(node.input) and node.input[k]]
+
+
+def shape_chain_nodes(model: Any) -> set[int]:
+    """Indices of the nodes that (transitively) compute a shape-like input.
+
+    The walk goes upstream from every shape-like input through the producers, and stops at
+    :data:`SHAPE_OPS` (kept, but their data input is not part of the chain) and at the ops
+    that carry the compute (:data:`_HEAVY_OPS`, never pulled into float32: a graph that
+    computes a shape from a convolution's values fails :func:`half_fed_shape_inputs`).
+    """
+    graph = model.graph
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    chain: set[int] = set()
+    stack = [producer[node.input[k]] for node, k in _shape_roots(graph) if node.input[k] in producer]
+    while stack:
+        i = stack.pop()
+        node = graph.node[i]
+        if i in chain or node.op_type in _HEAVY_OPS:
+            continue
+        chain.add(i)
+        if node.op_type not in SHAPE_OPS:
+            stack.extend(producer[t] for t in node.input if t in producer)
+    return chain
+
+
+def half_fed_shape_inputs(model: Any) -> list[str]:
+    """Where a graph computes a shape-like input from a float16 tensor (empty = fine for TensorRT).
+
+    Walks upstream from every shape-like input (:data:`SHAPE_INPUTS`) through all producers
+    (stopping only at :data:`SHAPE_OPS`, which read dimensions, not values) and reports each
+    float16 tensor, initializer or Constant value met on the way, as
+    ``"<tensor> (float16) feeds <op> '<node>' input <k>"``.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto
+
+    HALF = TensorProto.FLOAT16
+    graph = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    dtype = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
+    dtype.update({t.name: t.data_type for t in graph.initializer})
+    producer = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    dtype[node.output[0]] = attr.t.data_type
+    problems: list[str] = []
+    for consumer, k in _shape_roots(graph):
+        stack, seen = [consumer.input[k]], set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if dtype.get(name) == HALF:
+                problems.append(f"{name} (float16) feeds {consumer.op_type} {consumer.name!r} input {k}")
+            node = producer.get(name)
+            if node is not None and node.op_type not in SHAPE_OPS:
+                stack.extend(t for t in node.input if t)
+    return sorted(set(problems))
 
 
 def _tensor_to_half(tensor: Any, where: str) -> Any:
@@ -258,6 +346,10 @@ def convert_to_fp16(model: Any, keep_ops: Iterable[str] = DEFAULT_FP32_OPS, keep
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ValueError(f"FP16 conversion produced an invalid graph: {exc}") from exc
+    bad = half_fed_shape_inputs(model)
+    if bad:  # the shape-chain rule above makes this impossible; kept as the contract's check
+        raise ValueError("FP16 conversion: shape inputs computed from float16 tensors (TensorRT refuses "
+                         "half shape tensors): " + "; ".join(bad[:5]))
     kept = sorted(keep_names)
     n_half = sum(1 for n in new_nodes if n.name not in keep_names and n.op_type != "Cast")
     log.info("fp16: %d nodes in half, %d kept in float32, %d casts inserted", n_half, len(keep_names),
