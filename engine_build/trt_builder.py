@@ -1,4 +1,4 @@
-"""``tryon build-engine``: an exported ONNX graph -> a tryon engine file (JSON header + TensorRT engine).
+"""``tryon build-engine``: an exported ONNX graph -> a bare TensorRT engine + its JSON sidecar.
 
 The TensorRT Python API (>= 10) is used directly; its version is detected at run time and
 every difference between 10 and 11 goes through :class:`realtime.backends.tensorrt_backend.TrtApi`:
@@ -16,10 +16,11 @@ TensorRT   ONNX graph      engine
 =========  ==============  ===========================================================
 
 ONNX parser errors are reported in full (every error, with node index, name and op). A
-timing cache is loaded when ``--timing-cache`` exists and saved after the build. The engine
-is written atomically with a header (:mod:`realtime.backends.engine_file`) naming the
-TensorRT version, GPU, compute capability, precision, I/O tensors, source ONNX sha256 and the
-ONNX graph's tryon metadata; the TensorRT runner refuses it anywhere else.
+timing cache is loaded when ``--timing-cache`` exists and saved after the build. The engine is
+written atomically as the bare serialized engine (``X.engine``: ``trtexec --loadEngine=X.engine``
+loads it) with a sidecar ``X.engine.json`` (:mod:`realtime.backends.engine_file`) naming the
+TensorRT version, GPU, compute capability, precision, I/O tensors, source ONNX sha256, the
+ONNX graph's tryon metadata and the engine's sha256; the TensorRT runner refuses it anywhere else.
 """
 
 from __future__ import annotations
@@ -230,8 +231,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, fp16: bool = False, wor
 def main(argv: list[str] | None = None) -> int:
     """``tryon build-engine``: parse, validate, call :func:`build_engine`, print what was written."""
     parser = argparse.ArgumentParser(
-        prog="tryon build-engine", description="Build a TensorRT engine file (JSON header + engine) from a "
-                                               "graph written by 'tryon export'.")
+        prog="tryon build-engine", description="Build a TensorRT engine (bare X.engine, loadable by trtexec, + "
+                                               "its X.engine.json sidecar) from a graph written by 'tryon export'.")
     parser.add_argument("--onnx", required=True, type=Path, help="graph written by 'tryon export'")
     parser.add_argument("--out", required=True, type=Path, help="PATH.engine, or a folder (name chosen for you)")
     parser.add_argument("--fp16", action="store_true",

@@ -1,25 +1,27 @@
-"""The engine file format: a JSON metadata header in front of a serialized TensorRT engine.
+"""Engine files: a bare serialized TensorRT engine plus a JSON sidecar that describes it.
 
-Layout (all integers little-endian)::
+Two files per engine, side by side::
 
-    offset 0   8 bytes   magic  b"TRYONENG"
-    offset 8   uint32    N = length of the JSON header in bytes
-    offset 12  N bytes   UTF-8 JSON header (an object)
-    offset 12+N          the serialized engine (``IHostMemory`` bytes), to the end of the file
+    glasses_224_frame_fp16_sm86_trt10.engine        the serialized engine (IHostMemory bytes), nothing else
+    glasses_224_frame_fp16_sm86_trt10.engine.json   the sidecar: metadata + size and sha256 of the engine
 
-Like ultralytics' ``.engine`` files (uint32 length + JSON + engine), plus a magic so a plain
-TensorRT plan or a random file is recognised at once, and a size + sha256 of the engine
-bytes in the header so truncation or corruption is reported before TensorRT sees them.
+The ``.engine`` file is exactly what TensorRT wrote, so ``trtexec --loadEngine=FILE``,
+``polygraphy inspect model FILE`` and any TensorRT runtime load it as is. (An earlier
+format put a JSON header in front of the engine bytes; TensorRT tools cannot load such a
+file. Such files are recognised by their magic and refused with the rebuild command.)
 
-Header keys written by ``tryon build-engine`` (:mod:`engine_build.trt_builder`):
-``format``, ``tensorrt_version``, ``gpu_name``, ``compute_capability``, ``category``,
-``input_size``, ``graph``, ``precision``, ``io`` (name, mode, shape, dtype per tensor),
-``source_onnx``, ``source_onnx_sha256``, ``artifact`` (:class:`realtime.artifacts.ArtifactMeta`
-of the ONNX, with the model config), ``builder`` (flags used), ``build_time``,
-``tryon_version``, ``engine_nbytes``, ``engine_sha256``.
+Sidecar keys written by ``tryon build-engine`` (:mod:`engine_build.trt_builder`):
+``format``, ``engine_file``, ``engine_nbytes``, ``engine_sha256``, ``tensorrt_version``,
+``gpu_name``, ``compute_capability``, ``category``, ``input_size``, ``graph``,
+``precision``, ``io`` (name, mode, shape, dtype per tensor), ``source_onnx``,
+``source_onnx_sha256``, ``artifact`` (:class:`realtime.artifacts.ArtifactMeta` of the ONNX,
+with the model config), ``builder`` (flags used), ``build_time``, ``tryon_version``.
 
-:func:`check_engine_header` refuses an engine built by another TensorRT, for another GPU or
-for another request. Only the standard library is needed; the runtime reads headers
+The runtime reads the sidecar first (cheap: the engine's size is checked against the file,
+its sha256 only when the engine bytes are read), and refuses an engine whose sidecar is
+missing, unreadable, of another format, or does not match the engine bytes; every error
+names the file. :func:`check_engine_header` refuses an engine built by another TensorRT, for
+another GPU or for another request. Only the standard library is needed: headers are read
 without TensorRT.
 """
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -36,103 +37,117 @@ from realtime.backends.trt_version import trt_version_key
 from realtime.errors import BackendError
 from realtime.io import atomic_write_bytes
 
-MAGIC = b"TRYONENG"
-ENGINE_FORMAT = "tryon-engine-v1"
-_LEN = struct.Struct("<I")
-_PREFIX = len(MAGIC) + _LEN.size
-#: Headers are small (a few kB); anything larger is a corrupt length field.
-MAX_HEADER_BYTES = 16 << 20
+ENGINE_FORMAT = "tryon-engine-v2"
+SIDECAR_SUFFIX = ".json"
+#: Magic of the old single-file format (JSON header in front of the engine), refused on sight.
+LEGACY_MAGIC = b"TRYONENG"
+#: Sidecars are small (a few kB); anything larger is not one.
+MAX_SIDECAR_BYTES = 16 << 20
+
+_REBUILD = "rebuild with: tryon build-engine --onnx PATH.onnx --out DIR"
 
 
 class EngineFileError(BackendError):
-    """An engine file is not in the tryon format, or is truncated or corrupt (message names the file)."""
+    """An engine or its sidecar is missing, corrupt, or does not match (message names the file)."""
 
 
-def pack_engine(header: dict[str, Any], engine: bytes) -> bytes:
-    """Header + engine bytes -> file bytes (adds ``format``, ``engine_nbytes``, ``engine_sha256``)."""
-    engine = bytes(engine)
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``x.engine`` -> ``x.engine.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + SIDECAR_SUFFIX)
+
+
+def engine_digest(engine: bytes) -> str:
+    """sha256 of the engine bytes, as stored in the sidecar."""
+    return hashlib.sha256(bytes(engine)).hexdigest()
+
+
+def make_sidecar(header: dict[str, Any], engine: bytes, engine_name: str) -> dict[str, Any]:
+    """The sidecar for ``engine``: ``header`` plus ``format``, ``engine_file``, size and sha256."""
     full = dict(header)
-    full.setdefault("format", ENGINE_FORMAT)
+    full["format"] = ENGINE_FORMAT
+    full["engine_file"] = engine_name
     full["engine_nbytes"] = len(engine)
-    full["engine_sha256"] = hashlib.sha256(engine).hexdigest()
-    blob = json.dumps(full, sort_keys=True).encode("utf-8")
-    return MAGIC + _LEN.pack(len(blob)) + blob + engine
-
-
-def _parse_prefix(data: bytes, source: str) -> int:
-    if len(data) < _PREFIX:
-        raise EngineFileError(f"{source}: {len(data)} bytes is too short for a tryon engine file")
-    if data[:len(MAGIC)] != MAGIC:
-        raise EngineFileError(f"{source}: not a tryon engine file (magic {data[:len(MAGIC)]!r}, expected "
-                              f"{MAGIC!r}); a bare TensorRT plan carries no metadata: rebuild with "
-                              f"'tryon build-engine --onnx PATH.onnx --out DIR'")
-    (n,) = _LEN.unpack_from(data, len(MAGIC))
-    if n > MAX_HEADER_BYTES:
-        raise EngineFileError(f"{source}: header length {n} is implausible (corrupt file)")
-    return n
-
-
-def _parse_header(blob: bytes, source: str) -> dict[str, Any]:
-    try:
-        header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EngineFileError(f"{source}: engine header is not valid JSON ({exc}); the file is corrupt") from exc
-    if not isinstance(header, dict):
-        raise EngineFileError(f"{source}: engine header must be a JSON object, got {type(header).__name__}")
-    fmt = header.get("format")
-    if fmt != ENGINE_FORMAT:
-        raise EngineFileError(f"{source}: engine header format {fmt!r}, this tryon reads {ENGINE_FORMAT!r}")
-    return header
-
-
-def unpack_engine(data: bytes, source: str = "engine") -> tuple[dict[str, Any], bytes]:
-    """File bytes -> (header, engine bytes), verifying the size and sha256 of the engine.
-
-    Raises:
-        EngineFileError: wrong magic, truncated header or engine, bad JSON, checksum mismatch.
-    """
-    n = _parse_prefix(data, source)
-    if len(data) < _PREFIX + n:
-        raise EngineFileError(f"{source}: truncated: header says {n} bytes, only {len(data) - _PREFIX} present")
-    header = _parse_header(data[_PREFIX:_PREFIX + n], source)
-    engine = data[_PREFIX + n:]
-    expected = header.get("engine_nbytes")
-    if expected is not None and len(engine) != int(expected):
-        raise EngineFileError(f"{source}: truncated or padded: engine is {len(engine)} bytes, header says "
-                              f"{expected}; rebuild it")
-    digest = header.get("engine_sha256")
-    if digest is not None and hashlib.sha256(engine).hexdigest() != digest:
-        raise EngineFileError(f"{source}: engine bytes do not match the header's sha256 (corrupt file); rebuild it")
-    return header, engine
+    full["engine_sha256"] = engine_digest(engine)
+    return full
 
 
 def write_engine_file(path: str | Path, header: dict[str, Any], engine: bytes) -> Path:
-    """Write header + engine atomically (a crash never leaves a truncated engine)."""
+    """Write the bare engine to ``path`` and its sidecar to ``path.json``, each atomically.
+
+    The engine goes first: a crash in between leaves an engine whose sidecar is missing or
+    names other bytes, which the reader refuses (never a wrong pairing that loads).
+    """
     path = Path(path)
-    atomic_write_bytes(path, pack_engine(header, engine))
+    engine = bytes(engine)
+    if engine.startswith(LEGACY_MAGIC):
+        raise ValueError(f"{path}: refusing to write a tryon-v1 engine file (header inside); pass the bare engine")
+    sidecar = make_sidecar(header, engine, path.name)
+    atomic_write_bytes(path, engine)
+    atomic_write_bytes(sidecar_path(path), (json.dumps(sidecar, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return path
 
 
-def read_engine_file(path: str | Path) -> tuple[dict[str, Any], bytes]:
-    """Read and verify an engine file: (header, engine bytes)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"engine not found: {path}")
-    return unpack_engine(path.read_bytes(), str(path))
-
-
-def read_engine_header(path: str | Path) -> dict[str, Any]:
-    """Read only the header (cheap: the engine bytes are not read or verified)."""
-    path = Path(path)
+def _check_engine_present(path: Path) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"engine not found: {path}")
     with open(path, "rb") as fh:
-        prefix = fh.read(_PREFIX)
-        n = _parse_prefix(prefix, str(path))
-        blob = fh.read(n)
-    if len(blob) < n:
-        raise EngineFileError(f"{path}: truncated: header says {n} bytes, only {len(blob)} present")
-    return _parse_header(blob, str(path))
+        head = fh.read(len(LEGACY_MAGIC))
+    if head == LEGACY_MAGIC:
+        raise EngineFileError(f"{path}: written by an older tryon (JSON header inside the engine file, which "
+                              f"trtexec and TensorRT cannot load); {_REBUILD} (it writes the bare engine and a "
+                              f"{path.name}{SIDECAR_SUFFIX} sidecar)")
+    return path.stat().st_size
+
+
+def _parse_sidecar(data: bytes, source: Path) -> dict[str, Any]:
+    try:
+        header = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineFileError(f"{source}: not valid JSON ({exc}); the sidecar is corrupt: {_REBUILD}") from exc
+    if not isinstance(header, dict):
+        raise EngineFileError(f"{source}: must hold a JSON object, got {type(header).__name__}")
+    fmt = header.get("format")
+    if fmt != ENGINE_FORMAT:
+        raise EngineFileError(f"{source}: sidecar format {fmt!r}, this tryon reads {ENGINE_FORMAT!r}; {_REBUILD}")
+    for key in ("engine_nbytes", "engine_sha256"):
+        if key not in header:
+            raise EngineFileError(f"{source}: sidecar has no {key!r}; {_REBUILD}")
+    return header
+
+
+def read_engine_header(path: str | Path) -> dict[str, Any]:
+    """Read and check the sidecar of engine ``path`` (the engine's size is checked, its bytes are not read).
+
+    Raises:
+        FileNotFoundError: no engine at ``path``.
+        EngineFileError: sidecar missing, corrupt, of another format, or for an engine of another size.
+    """
+    path = Path(path)
+    size = _check_engine_present(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise EngineFileError(f"{path}: its sidecar {side.name} is missing (tryon needs the metadata it holds: "
+                              f"model config, TensorRT version, GPU); {_REBUILD}. To benchmark the bare engine "
+                              f"anyway: trtexec --loadEngine={path}")
+    if side.stat().st_size > MAX_SIDECAR_BYTES:
+        raise EngineFileError(f"{side}: {side.stat().st_size} bytes is too large for an engine sidecar")
+    header = _parse_sidecar(side.read_bytes(), side)
+    if int(header["engine_nbytes"]) != size:
+        raise EngineFileError(f"{side} describes a {header['engine_nbytes']}-byte engine, {path} has {size} bytes "
+                              f"(truncated, or the engine was replaced without its sidecar); {_REBUILD}")
+    return header
+
+
+def read_engine_file(path: str | Path) -> tuple[dict[str, Any], bytes]:
+    """Read engine ``path`` and its sidecar, verifying the engine's sha256: ``(header, engine bytes)``."""
+    path = Path(path)
+    header = read_engine_header(path)
+    engine = path.read_bytes()
+    if engine_digest(engine) != header["engine_sha256"]:
+        raise EngineFileError(f"{path}: engine bytes do not match the sha256 in {sidecar_path(path).name} (corrupt "
+                              f"engine, or a sidecar of another engine); {_REBUILD}")
+    return header, engine
 
 
 # --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """TensorRT backend: two engines (foreground encoder + per-frame graph) run with pycuda buffers.
 
-* Engines are tryon engine files (:mod:`realtime.backends.engine_file`): the JSON header is
-  read and checked first (:func:`realtime.artifacts.check_engine_header`), so an engine
+* Engines are bare serialized TensorRT engines with a JSON sidecar
+  (:mod:`realtime.backends.engine_file`): the sidecar is read and checked first (:func:`realtime.artifacts.check_engine_header`), so an engine
   built by another TensorRT version, for another GPU, or for another accessory category is
   refused with the command that rebuilds it, before TensorRT deserialises anything.
 * The frame engine's foreground engine is found by metadata in the same folder (same model

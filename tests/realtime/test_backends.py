@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import struct
 import sys
 import types
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from realtime.artifacts import ArtifactMeta, ArtifactMismatchError, artifact_name, check_meta, parse_artifact_name
-from realtime.backends.engine_file import (MAGIC, EngineFileError, check_engine_header, pack_engine, read_engine_file,
-                                           read_engine_header, unpack_engine, write_engine_file)
+from realtime.backends.engine_file import (ENGINE_FORMAT, LEGACY_MAGIC, EngineFileError, check_engine_header,
+                                           read_engine_file, read_engine_header, sidecar_path, write_engine_file)
 from realtime.backends.trt_version import trt_version_key
 from realtime.config import model_preset
 from realtime.errors import BackendError
@@ -37,38 +37,52 @@ def _header(graph: str = "frame", category: str = "glasses", trt: str = "10.3.0.
 
 
 # ------------------------------------------------------------------ engine file format
-def test_engine_file_round_trip(tmp_path):
+PLAN = b"\x00plan\xffbytes"
+
+
+def test_engine_is_written_bare_with_a_json_sidecar(tmp_path):
+    """trtexec --loadEngine / polygraphy read the .engine file as is: it holds the engine bytes only."""
     header = _header()
-    path = write_engine_file(tmp_path / "a.engine", header, b"\x00plan\xffbytes")
+    path = write_engine_file(tmp_path / "a.engine", header, PLAN)
+    assert path.read_bytes() == PLAN  # bare: nothing in front of, nothing after the engine
+    side = sidecar_path(path)
+    assert side.name == "a.engine.json"
+    stored = json.loads(side.read_text())
+    assert stored["format"] == ENGINE_FORMAT and stored["engine_file"] == "a.engine"
+    assert stored["engine_nbytes"] == len(PLAN) and stored["engine_sha256"] == hashlib.sha256(PLAN).hexdigest()
     got, blob = read_engine_file(path)
-    assert blob == b"\x00plan\xffbytes"
-    assert {k: got[k] for k in header} == header
-    assert got["engine_nbytes"] == 11 and len(got["engine_sha256"]) == 64
+    assert blob == PLAN and {k: got[k] for k in header} == header
     assert read_engine_header(path) == got
-    raw = path.read_bytes()
-    assert raw[:8] == MAGIC and struct.unpack("<I", raw[8:12])[0] == len(raw) - 12 - 11
 
 
-@pytest.mark.parametrize("corrupt,match", [
-    (lambda b: b"NOTTRYON" + b[8:], "not a tryon engine file"),
-    (lambda b: b[:10], "too short"),
-    (lambda b: b[:40], "truncated: header says"),
-    (lambda b: b[:-3], "truncated or padded"),
-    (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "sha256"),
-    (lambda b: b[:8] + struct.pack("<I", 1 << 30) + b[12:], "implausible"),
-    (lambda b: b[:12] + b"{" * struct.unpack("<I", b[8:12])[0] + b[12 + struct.unpack("<I", b[8:12])[0]:],
-     "not valid JSON"),
-], ids=["magic", "short", "header", "engine", "flipped-bit", "length", "json"])
-def test_engine_file_corruption_is_reported(corrupt, match):
-    data = pack_engine(_header(), b"ENGINE-BYTES-0123456789")
+def _corrupt_sidecar(path, **change):
+    side = sidecar_path(path)
+    data = json.loads(side.read_text())
+    data.update(change)
+    side.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda p: sidecar_path(p).unlink(), r"a\.engine: its sidecar a\.engine\.json is missing.*tryon build-engine"
+                                         r".*trtexec --loadEngine="),
+    (lambda p: p.write_bytes(PLAN[:-3]), r"a\.engine\.json describes a 11-byte engine, .*a\.engine has 8 bytes"),
+    (lambda p: p.write_bytes(PLAN[:-1] + b"X"), r"a\.engine: engine bytes do not match the sha256 in a\.engine\.json"),
+    (lambda p: sidecar_path(p).write_text("{not json"), r"a\.engine\.json: not valid JSON"),
+    (lambda p: sidecar_path(p).write_text("[1, 2]"), r"a\.engine\.json: must hold a JSON object"),
+    (lambda p: _corrupt_sidecar(p, format="tryon-engine-v1"), r"a\.engine\.json: sidecar format 'tryon-engine-v1'"),
+    (lambda p: p.write_bytes(LEGACY_MAGIC + b"\x10\x00\x00\x00{}" + PLAN),
+     r"a\.engine: written by an older tryon \(JSON header inside.*trtexec"),
+], ids=["no-sidecar", "truncated", "flipped-byte", "bad-json", "not-object", "format", "legacy-file"])
+def test_engine_and_sidecar_mismatch_is_reported_naming_the_file(tmp_path, damage, match):
+    path = write_engine_file(tmp_path / "a.engine", _header(), PLAN)
+    damage(path)
     with pytest.raises(EngineFileError, match=match):
-        unpack_engine(corrupt(data), "x.engine")
+        read_engine_file(path)
 
 
-def test_engine_file_of_another_format_version_is_refused():
-    blob = json.dumps({"format": "tryon-engine-v0"}).encode()
-    with pytest.raises(EngineFileError, match="format 'tryon-engine-v0'"):
-        unpack_engine(MAGIC + struct.pack("<I", len(blob)) + blob + b"x", "old.engine")
+def test_missing_engine_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="engine not found: .*nope.engine"):
+        read_engine_header(tmp_path / "nope.engine")
 
 
 # ------------------------------------------------------------------ metadata and names
