@@ -3,17 +3,20 @@
 The TensorRT Python API (>= 10) is used directly; its version is detected at run time and
 every difference between 10 and 11 goes through :class:`realtime.backends.tensorrt_backend.TrtApi`:
 
-=========  ==============  ===========================================================
-TensorRT   ONNX graph      engine
-=========  ==============  ===========================================================
-10         fp32            fp32 (weakly typed; TF32 allowed, TensorRT's default)
-10         fp32 + --fp16   weakly typed + ``BuilderFlag.FP16``; the nodes that the FP16
-                           export keeps in float32 (:mod:`engine_build.fp16`) are pinned
-                           to float32 (``OBEY_PRECISION_CONSTRAINTS``)
-10 / 11    fp16            strongly typed: precision from the graph (``--fp16`` redundant)
-11         fp32            fp32 (strongly typed)
-11         fp32 + --fp16   refused: pass the ``*_fp16.onnx`` graph (11 has no FP16 flag)
-=========  ==============  ===========================================================
+==============  ==============  ====================================================
+TensorRT        ONNX graph      engine
+==============  ==============  ====================================================
+10.0 - 10.11    fp32            fp32 (weakly typed; TF32 allowed, TensorRT's default)
+10.0 - 10.11    fp32 + --fp16   weakly typed + ``BuilderFlag.FP16``; the heatmap
+                                activation and the decode tail are pinned to float32
+                                (``OBEY_PRECISION_CONSTRAINTS``), chosen in the parsed
+                                network by layer type and output dtype
+                                (:func:`realtime.backends.tensorrt_backend.fp32_tail_layers`)
+10.12+ / 11     fp32            fp32 (strongly typed: 10.12 deprecated weak typing)
+10.12+ / 11     fp32 + --fp16   refused: pass the ``*_fp16.onnx`` graph (no FP16 flag,
+                                no deprecated precision setters)
+any             fp16            strongly typed: precision from the graph (``--fp16`` redundant)
+==============  ==============  ====================================================
 
 ONNX parser errors are reported in full (every error, with node index, name and op). A
 timing cache is loaded when ``--timing-cache`` exists and saved after the build. The engine is
@@ -88,33 +91,6 @@ def parser_errors(parser: Any, model: Any) -> list[str]:
     return lines
 
 
-def fp32_layer_names(model: Any) -> set[str]:
-    """ONNX node names that the FP16 export keeps in float32 (the same rules, :mod:`engine_build.fp16`)."""
-    from engine_build.fp16 import fp32_node_indices
-
-    keep = fp32_node_indices(model)
-    return {model.graph.node[i].name for i in keep if model.graph.node[i].name}
-
-
-def match_layers(layer_names: list[str], keep_nodes: set[str], all_nodes: set[str]) -> set[str]:
-    """TensorRT layer names that implement the ONNX nodes in ``keep_nodes``.
-
-    The ONNX parser names a node's main layer after the node and extra layers
-    ``<node>_<suffix>``; a layer is matched to the longest node name it starts with
-    (so ``/Sigmoid_1`` is its own node, not a layer of ``/Sigmoid``).
-    """
-    out = set()
-    for layer in layer_names:
-        if layer in all_nodes:
-            if layer in keep_nodes:
-                out.add(layer)
-            continue
-        owners = [n for n in all_nodes if layer.startswith(n + "_")]
-        if owners and max(owners, key=len) in keep_nodes:
-            out.add(layer)
-    return out
-
-
 def device_identity(device: int = 0) -> tuple[str, str]:
     """GPU name and compute capability: pycuda, else torch / nvidia-smi (:mod:`realtime.sysinfo`)."""
     try:
@@ -167,7 +143,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, fp16: bool = False, wor
     if out.is_dir() or out.suffix != ".engine":
         out = out / default_engine_name(meta, plan.precision, cc, api.major)
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = api.logger()  # the process's one TensorRT logger
     builder = trt.Builder(logger)
     network = builder.create_network(api.network_flags(plan))
     parser = trt.OnnxParser(network, logger)
@@ -178,12 +154,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, fp16: bool = False, wor
                             + "\n  ".join(errors or ["parse() returned False without errors"]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    keep = fp32_layer_names(model) if plan.fp16_flag else set()
-    layers = [network.get_layer(i).name for i in range(network.num_layers)]
-    pinned = api.apply_precision(config, network, plan, match_layers(layers, keep, {n.name for n in model.graph.node}))
-    if plan.fp16_flag and keep and not pinned:
-        log.warning("FP16: none of the %d float32 nodes matched a TensorRT layer name; TensorRT chooses freely",
-                    len(keep))
+    pinned = api.apply_precision(config, network, plan)  # by layer type and dtype (TrtApi docstring)
 
     cache_path = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
@@ -203,7 +174,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, fp16: bool = False, wor
     if cache_path is not None:
         atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
 
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)  # same logger
     if engine is None:
         raise TrtBuildError(f"TensorRT {api.version} built an engine it cannot deserialise ({onnx_path})")
     header = {

@@ -16,10 +16,10 @@ pytest.importorskip("torch")
 from fake_trt import FakeTrt  # noqa: E402
 
 from engine_build.export import export_graphs  # noqa: E402
-from engine_build.trt_builder import TrtBuildError, build_engine, fp32_layer_names, main, match_layers  # noqa: E402
+from engine_build.trt_builder import TrtBuildError, build_engine, main  # noqa: E402
 from realtime.artifacts import ArtifactMismatchError  # noqa: E402
 from realtime.backends.engine_file import read_engine_file  # noqa: E402
-from realtime.backends.trt_version import BuildPlan, TrtApi, TrtVersionError  # noqa: E402
+from realtime.backends.trt_version import BuildPlan, TrtApi, TrtVersionError, fp32_tail_layers  # noqa: E402
 from realtime.checkpoint import load_model  # noqa: E402
 
 GPU = ("NVIDIA GeForce RTX 3080", "8.6")
@@ -40,6 +40,10 @@ DISPATCH = [
     ("10.3.0", True, "fp32", (False, True, "fp16")),
     ("10.3.0", False, "fp16", (True, False, "fp16")),
     ("10.3.0", True, "fp16", (True, False, "fp16")),
+    ("10.11.0", True, "fp32", (False, True, "fp16")),
+    ("10.12.0", False, "fp32", (True, False, "fp32")),  # weak typing deprecated in 10.12
+    ("10.12.0", True, "fp32", None),
+    ("10.16.1", False, "fp16", (True, False, "fp16")),
     ("11.0.0", False, "fp32", (True, False, "fp32")),
     ("11.0.0", True, "fp32", None),
     ("11.0.0", False, "fp16", (True, False, "fp16")),
@@ -61,8 +65,9 @@ def test_version_dispatch_table(version, fp16, onnx_precision, expect):
 
 def test_network_flags_per_version():
     trt10, trt11 = FakeTrt("10.0.1"), FakeTrt("11.1.0")
+    assert int(trt10.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 1  # NvInfer.h: kSTRONGLY_TYPED = 1
     typed = BuildPlan(strongly_typed=True, fp16_flag=False, precision="fp16")
-    assert TrtApi.for_module(trt10).network_flags(typed) == 1 << 5  # 1 << STRONGLY_TYPED
+    assert TrtApi.for_module(trt10).network_flags(typed) == 1 << 1 == 2
     assert TrtApi.for_module(trt10).network_flags(BuildPlan(False, True, "fp16")) == 0
     assert TrtApi.for_module(trt11).network_flags(typed) == 0  # always strongly typed; flag ignored
 
@@ -72,30 +77,129 @@ def test_tensorrt_older_than_10_is_refused():
         TrtApi.for_module(FakeTrt("8.6.1"))
 
 
-def test_match_layers_prefers_the_longest_node_name():
-    nodes = {"/Sigmoid", "/Sigmoid_1", "/Conv"}
-    layers = ["/Sigmoid", "/Sigmoid_aux", "/Sigmoid_1", "/Sigmoid_1_aux", "/Conv", "/Conv_bias", "ONNXTRT_x"]
-    assert match_layers(layers, {"/Sigmoid"}, nodes) == {"/Sigmoid", "/Sigmoid_aux"}
-    assert match_layers(layers, {"/Sigmoid_1"}, nodes) == {"/Sigmoid_1", "/Sigmoid_1_aux"}
-
-
 # ------------------------------------------------------------------ building
-def test_trt10_fp16_flag_pins_the_float32_nodes(onnx_graphs, tmp_path):
+def test_fake_parser_behaves_like_onnx_tensorrt(onnx_graphs):
+    """The fake must not share the code's assumptions: no Constant layers, counter-named or unnamed
+    helpers, INT64 shape tensors."""
+    import onnx
+
+    trt = FakeTrt("10.3.0.26")
+    network = trt.Builder(None).create_network(0)
+    trt.OnnxParser(network, None).parse(onnx_graphs["fp32"].read_bytes())
+    model = onnx.load(str(onnx_graphs["fp32"]))
+    node_names = {n.name for n in model.graph.node}
+    consts = {n.name for n in model.graph.node if n.op_type == "Constant"}
+    layer_names = [la.name for la in network.layers]
+    assert consts and not consts & set(layer_names)
+    helpers = [n for n in layer_names if n not in node_names]
+    assert any(n.startswith("(Unnamed Layer*") for n in helpers)
+    assert any(n.startswith("ONNXTRT_") for n in helpers)
+    int64 = {la.name for la in network.layers if any(la.get_output(k).dtype == trt.DataType.INT64
+                                                     for k in range(la.num_outputs))}
+    assert {"/Shape", "/Slice", "/Concat"} <= int64
+
+
+def test_trt10_fp16_flag_pins_only_the_float_tail_by_type_and_dtype(onnx_graphs, tmp_path):
     trt = FakeTrt("10.3.0.26")
     res = build_engine(onnx_graphs["fp32"], tmp_path, fp16=True, workspace_mb=64, trt=trt, gpu=GPU)
+    assert trt.build_errors == []
     assert res.path.name == "glasses_64_frame_fp16_sm86_trt10.engine"
     config, network = trt.configs[0], trt.networks[0]
     assert network.flags == 0
     assert {f.name for f in config.flags} == {"FP16", "OBEY_PRECISION_CONSTRAINTS"}
     assert config.pools[trt.MemoryPoolType.WORKSPACE] == 64 << 20
-    pinned = {layer.name for layer in network.layers if layer.precision is trt.float32}
-    import onnx
-
-    keep = fp32_layer_names(onnx.load(str(onnx_graphs["fp32"])))
-    assert pinned == keep | {n + "_aux" for n in keep if n + "_aux" in {la.name for la in network.layers}}
+    pinned = [la for la in network.layers if la.precision_is_set]
     assert res.fp32_layers_pinned == len(pinned) > 0
-    assert all(la.output_types == {0: trt.float32} for la in network.layers if la.name in pinned)
-    assert all(la.precision is None for la in network.layers if la.name not in pinned)
+    floating = (trt.DataType.FLOAT, trt.DataType.HALF)
+    for la in pinned:  # float compute layers only, every output pinned too
+        assert la.type.name in ("ACTIVATION", "ELEMENTWISE", "UNARY", "SOFTMAX", "REDUCE", "MATRIX_MULTIPLY"), la.name
+        assert all(la.get_output(k).dtype in floating for k in range(la.num_outputs)), la.name
+        assert la.precision == trt.float32 and la.output_types == {k: trt.float32 for k in range(la.num_outputs)}
+    types = {la.type.name for la in pinned}
+    assert {"ACTIVATION", "SOFTMAX", "MATRIX_MULTIPLY", "ELEMENTWISE"} <= types  # sigmoid, beta, soft-argmax
+    producer = {la.get_output(k).name: la for la in network.layers for k in range(la.num_outputs)}
+    act = producer["heatmaps"]
+    while act.type.name != "ACTIVATION":  # the exporter's identity Cast sits after the sigmoid
+        act = producer[act.get_input(0).name]
+    assert act.precision_is_set
+    assert sorted(la.name for la in pinned) == ["/Mul", "/MatMul", "/MatMul_1", "/Softmax", act.name]
+    # nothing upstream of the head is pinned: no convolution, and not the CBAM sigmoids
+    assert not any(la.name.startswith("/frame/fusion") for la in pinned)
+
+
+def test_trt10_fp16_flag_selection_is_independent_of_layer_names(onnx_graphs):
+    """Rename every layer (as a parser that names helpers by counter may): the same layers are chosen."""
+    trt = FakeTrt("10.3.0.26")
+    network = trt.Builder(None).create_network(0)
+    trt.OnnxParser(network, None).parse(onnx_graphs["fp32"].read_bytes())
+    before = fp32_tail_layers(trt, network)
+    for i, la in enumerate(network.layers):
+        la.name = f"(Unnamed Layer* {i})"
+    assert fp32_tail_layers(trt, network) == before and before
+
+
+def test_pinning_a_shape_layer_fails_the_fake_build_as_in_tensorrt(onnx_graphs):
+    """What the old name-based pinning did (the /Shape, /Slice, /Concat nodes are in the FP16 export's
+    float32 set): the fake builder refuses it, as TensorRT does under OBEY_PRECISION_CONSTRAINTS."""
+    trt = FakeTrt("10.3.0.26")
+    builder = trt.Builder(None)
+    network = builder.create_network(0)
+    trt.OnnxParser(network, None).parse(onnx_graphs["fp32"].read_bytes())
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    network.layer("/Shape").precision = trt.float32
+    assert builder.build_serialized_network(network, config) is None
+    assert "precision constraint FLOAT cannot be met for an output of type INT64" in trt.build_errors[0]
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+@pytest.mark.parametrize("graph", ["fp32", "fp16"])
+def test_trt10_12_builds_strongly_typed_without_deprecated_setters(onnx_graphs, tmp_path, graph):
+    trt = FakeTrt("10.12.0.36")
+    res = build_engine(onnx_graphs[graph], tmp_path, trt=trt, gpu=GPU)
+    assert trt.deprecations == [] and trt.build_errors == []
+    assert trt.networks[0].flags == 1 << 1 and trt.configs[0].flags == set()
+    assert res.header["builder"]["strongly_typed"] and not res.header["builder"]["fp16_flag"]
+    with pytest.raises(TrtVersionError, match="deprecates weak typing.*_fp16.onnx"):
+        build_engine(onnx_graphs["fp32"], tmp_path / "y", fp16=True, trt=trt, gpu=GPU)
+
+
+def test_fake_warns_on_weak_typing_from_10_12():
+    """So that the test above could fail: the fake's setters do warn on 10.12."""
+    trt = FakeTrt("10.12.0.36")
+    config = trt.Builder(None).create_builder_config()
+    with pytest.warns(DeprecationWarning, match="Deprecated in TensorRT 10.12"):
+        config.set_flag(trt.BuilderFlag.FP16)
+
+
+def test_one_tensorrt_logger_per_process(onnx_graphs, tmp_path):
+    trt = FakeTrt("10.3.0.26")
+    build_engine(onnx_graphs["fg"], tmp_path, trt=trt, gpu=GPU)
+    build_engine(onnx_graphs["fp16"], tmp_path, trt=trt, gpu=GPU)
+    assert len(trt.loggers) == 1
+
+
+def test_old_fp16_graph_with_half_resize_scales_fails_the_fake_build(onnx_graphs, tmp_path):
+    """The fake builder refuses a shape tensor computed from Half (what the old FP16 pass wrote:
+    fp16 Constant -> Cast(float) -> Resize scales); the fixed export builds."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(onnx_graphs["fp16"]))
+    node = next(n for n in model.graph.node if n.op_type == "Resize")
+    const = next(n for n in model.graph.node if n.output[0] == node.input[2])
+    arr = numpy_helper.to_array(const.attribute[0].t)
+    const.attribute[0].t.CopyFrom(numpy_helper.from_array(arr.astype("float16")))
+    cast = onnx.helper.make_node("Cast", [const.output[0]], ["scales_f32"], to=TensorProto.FLOAT, name="old_cast")
+    node.input[2] = "scales_f32"
+    model.graph.node.insert(list(model.graph.node).index(node), cast)
+    bad = tmp_path / "old_fp16.onnx"
+    onnx.save(model, str(bad))
+    trt = FakeTrt("10.8.0")
+    with pytest.raises(TrtBuildError, match="failed to build"):
+        build_engine(bad, tmp_path, trt=trt, gpu=GPU)
+    assert "shape tensor input computed from Half" in trt.build_errors[0]
 
 
 def test_trt11_builds_the_fp16_graph_strongly_typed(onnx_graphs, tmp_path):
@@ -115,7 +219,8 @@ def test_trt11_refuses_fp16_flag_with_fp32_graph(onnx_graphs, tmp_path):
 def test_trt10_builds_the_fp16_graph_strongly_typed(onnx_graphs, tmp_path):
     trt = FakeTrt("10.8.0")
     res = build_engine(onnx_graphs["fp16"], tmp_path, trt=trt, gpu=GPU)
-    assert trt.networks[0].flags == 1 << 5 and trt.configs[0].flags == set()
+    assert trt.build_errors == []  # no shape tensor from Half, no precision set on a typed network
+    assert trt.networks[0].flags == 1 << 1 and trt.configs[0].flags == set()
     assert res.path.name == "glasses_64_frame_fp16_sm86_trt10.engine"
 
 

@@ -123,13 +123,18 @@ def test_metadata_that_does_not_fit_is_refused():
         ArtifactMeta.from_props({"producer": "someone", "note": "{not json"}, "foreign.onnx")
 
 
-def test_trt_version_key():
-    assert trt_version_key("10.3.0.26") == (10, 3, 0) == trt_version_key("10.3.0")
+def test_trt_version_key_keeps_the_build_number():
+    assert trt_version_key("10.3.0.26") == (10, 3, 0, 26)
+    assert trt_version_key("10.3.0") == (10, 3, 0)
+    assert trt_version_key("10.7.0.post1") == (10, 7, 0)
     assert trt_version_key("11.0.0.1")[0] == 11
+    with pytest.raises(ValueError, match="not a TensorRT version"):
+        trt_version_key("abc")
 
 
 ENGINE_REFUSALS = [
     (dict(trt_version="10.4.0.11"), "built by TensorRT 10.3.0.26, this runtime is TensorRT 10.4.0.11"),
+    (dict(trt_version="10.3.0.30"), "built by TensorRT 10.3.0.26, this runtime is TensorRT 10.3.0.30"),
     (dict(trt_version="11.0.0"), "built by TensorRT 10.3.0.26"),
     (dict(compute_capability="8.9", gpu_name="NVIDIA GeForce RTX 4090"), "compute capability 8.6"),
     (dict(gpu_name="NVIDIA RTX A6000"), "built on a NVIDIA GeForce RTX 3080, this GPU is a NVIDIA RTX A6000"),
@@ -137,7 +142,7 @@ ENGINE_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("change,match", ENGINE_REFUSALS, ids=["trt-minor", "trt-major", "gpu-cc", "gpu-name",
+@pytest.mark.parametrize("change,match", ENGINE_REFUSALS, ids=["trt-minor", "trt-build", "trt-major", "gpu-cc", "gpu-name",
                                                                "category"])
 def test_engine_header_that_does_not_fit_is_refused_with_the_rebuild_command(change, match):
     want = dict(trt_version="10.3.0.26", gpu_name=GPU_NAME, compute_capability=GPU_CC, category="glasses")
