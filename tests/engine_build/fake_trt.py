@@ -28,7 +28,8 @@ pycuda (``src/cpp/cuda.hpp``)
     * ``detach()`` of a primary context that is not current pushes it, releases it and does
       not pop it: it stays pushed on the thread;
     * allocations (``mem_alloc``, ``pagelocked_empty``, ``Stream``) need a current context and
-      remember it; freeing one whose context was detached is silently skipped (a leak);
+      remember it; freeing one whose context was detached is silently skipped (a leak); a
+      ``Stream`` has no free(): it goes with its last reference;
     * ``pagelocked_empty`` returns an array whose ``base`` is the ``HostAllocation``.
 """
 
@@ -38,6 +39,7 @@ import enum
 import json
 import types
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -634,19 +636,22 @@ class FakeHostAllocation(_Ward):
                                     "data": (self._buf.ctypes.data, False), "version": 3}
 
 
-class FakeStream(_Ward):
+class FakeStream:
+    """A pycuda ``Stream``: no free(); destroyed when the object goes, in its context (skipped if dead)."""
+
     def __init__(self, cuda: "FakeCuda") -> None:
-        super().__init__(cuda, "Stream")
-        self.handle = 0x5000 + len(cuda.live)
+        if not cuda.pycuda_stack or not cuda.pycuda_stack[-1].valid:
+            raise _FakeError("Stream: no currently active context?")
+        self.cuda, self.context = cuda, cuda.pycuda_stack[-1]
+        self.handle = 0x5000 + len(cuda.streams)
+        cuda.streams.add(self)
 
     def synchronize(self) -> None:
         pass
 
-    def __del__(self) -> None:  # pycuda destroys the stream when the object goes
-        try:
-            self.free()
-        except Exception:
-            pass
+    def __del__(self) -> None:
+        if not self.context.valid:
+            self.cuda.skipped_frees.append("Stream")
 
 
 class FakeDriverApi:
@@ -678,6 +683,7 @@ class FakeCuda(types.ModuleType):
         self.pycuda_stack: list[FakeContext] = []
         self.retained = [0] * len(gpus)
         self.live: list[_Ward] = []
+        self.streams: weakref.WeakSet = weakref.WeakSet()
         self.skipped_frees: list[str] = []
         self.memory: dict[int, FakeDeviceAllocation] = {}
         self.next_ptr = 0x7F0000000000
@@ -751,6 +757,6 @@ class FakeCuda(types.ModuleType):
     @property
     def leaks(self) -> dict[str, Any]:
         """Everything a closed backend must have given back (all empty / zero when clean)."""
-        return {"live": sorted(w.kind for w in self.live), "skipped_frees": list(self.skipped_frees),
+        return {"live": sorted([w.kind for w in self.live] + ["Stream"] * len(self.streams)), "skipped_frees": list(self.skipped_frees),
                 "driver_stack": list(self.driver_stack), "pycuda_stack": len(self.pycuda_stack),
                 "retained": list(self.retained)}
