@@ -270,8 +270,8 @@ class TryOnNet(nn.Module):
             return fg.new_zeros((n, self.cfg.feature_channels, s, s))
         return self.fg_encoder(fg)[-1]
 
-    def forward_frame(self, bg: torch.Tensor, f_f: torch.Tensor, semantic_logits: bool = True
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_frame(self, bg: torch.Tensor, f_f: torch.Tensor, semantic_logits: bool = True,
+                      fp32_head: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-frame path: background (N, 3, S, S) + cached F_f -> (heatmaps, semantic logits).
 
         Args:
@@ -279,6 +279,9 @@ class TryOnNet(nn.Module):
             f_f: foreground features from :meth:`encode_foreground`.
             semantic_logits: compute the semantic head (training only). The semantic
                 decoder's stage features are computed either way, since D_hm adds them.
+            fp32_head: apply the heatmap activation in float32 (for a half-precision network:
+                the FP16 rule of :mod:`engine_build.fp16`; heatmaps near 1 have a step of 2^-11
+                in half, which the soft-argmax's beta = 1000 turns into a 0.5 logit error).
 
         Returns:
             heatmaps (N, 4, S, S) in [0, 1]; semantic logits (N, C, S, S) or None.
@@ -292,6 +295,8 @@ class TryOnNet(nn.Module):
             if semantic_logits:
                 sem = self.sm_decoder.head(extra[-1])
         hm = self.hm_decoder.head(self.hm_decoder.features(fused, skips, extra)[-1])
+        if fp32_head:
+            hm = hm.float()
         if self.cfg.heatmap_activation == "sigmoid":
             hm = torch.sigmoid(hm)
         else:

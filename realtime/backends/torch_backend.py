@@ -18,7 +18,9 @@ class TorchBackend(Backend):
     Args:
         net: the network (moved to ``device``, eval mode).
         device: "cpu", "cuda", "cuda:1", ...
-        precision: "fp32", "bf16" (CPU autocast) or "fp16" (CUDA half weights).
+        precision: "fp32", "bf16" (CPU autocast) or "fp16" (CUDA half weights and activations; the
+            heatmap activation runs in float32, and decoding is float32 on the host, as in the
+            FP16 ONNX graph: :mod:`engine_build.fp16`).
         channels_last: use channels-last memory format (faster convs on CPU/GPU).
     """
 
@@ -87,7 +89,8 @@ class TorchBackend(Backend):
             raise BackendError("torch backend: call set_foreground() before infer()")
         x = self._tensor(self._check_input(bg_input, 3, "background input"))
         with self._torch.inference_mode(), self._autocast():
-            hm, _ = self.net.forward_frame(x, self._f_f, semantic_logits=False)
+            hm, _ = self.net.forward_frame(x, self._f_f, semantic_logits=False,
+                                           fp32_head=self.precision == "fp16")
         return hm.float().cpu().numpy()
 
     def synchronize(self) -> None:

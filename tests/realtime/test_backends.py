@@ -301,3 +301,34 @@ def test_backend_parity_on_decoded_keypoints(kind, tolerance_px, export_dir, pea
         errors.append(np.linalg.norm(pts[0] - pts[1], axis=-1).max())
     backend.close()
     assert max(errors) <= tolerance_px, f"{kind}: max keypoint error {max(errors):.4f} px > {tolerance_px} px"
+
+
+# ------------------------------------------------------------------ torch fp16
+def test_torch_fp16_runs_the_heatmap_activation_in_float32():
+    """The FP16 rule (engine_build.fp16): half network, float32 heatmap activation. Checked on CPU
+    half kernels (no CUDA here): the heatmaps must not be float16 values (a 2^-11 step near 1,
+    0.5 in the soft-argmax logits after beta = 1000)."""
+    torch = pytest.importorskip("torch")
+    from realtime.backends.torch_backend import TorchBackend
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = model_preset("tiny", "glasses")
+        backend = TorchBackend.from_config(cfg, seed=0)
+        rng = np.random.default_rng(5)
+        s = cfg.input_size
+        fg = rng.uniform(0, 1, (1, 4, s, s)).astype(np.float32)
+        bg = rng.normal(size=(1, 3, s, s)).astype(np.float32)
+        backend.set_foreground(fg)
+        ref = backend.infer(bg)
+        backend.net = backend.net.half()  # the precision="fp16" path, as on CUDA
+        backend.precision = "fp16"
+        backend.set_foreground(fg)
+        hm = backend.infer(bg)
+    finally:
+        torch.set_num_threads(threads)
+    assert hm.dtype == np.float32
+    on_half_grid = (hm == hm.astype(np.float16).astype(np.float32)).mean()
+    assert on_half_grid < 0.5, f"{on_half_grid:.0%} of heatmap values are float16 values"
+    assert np.abs(hm - ref).max() < 0.05
