@@ -2,8 +2,12 @@
 
 Steps (one report at the end, also written as JSON):
 
-1. environment: ``tensorrt`` (>= 10), ``pycuda``, a visible CUDA device, ``onnxruntime``.
-   Anything missing is listed precisely and the command exits with status 2;
+1. environment: the NVIDIA driver (the newest CUDA it runs) against the CUDA build of the
+   installed TensorRT wheels (:mod:`realtime.backends.trt_install`: names the extra to
+   install, ``trt-cu12`` or ``trt-cu13``), ``tensorrt`` (>= 10), ``pycuda``, a visible CUDA
+   device, ``onnxruntime``. Anything missing is listed precisely and the command exits with
+   status 2; so does a request this TensorRT cannot do (``TrtVersionError``), and a failed
+   parse/build (``TrtBuildError``) exits with 1, each as a message, not a traceback;
 2. export (only with ``--checkpoint``): ``tryon export`` into ``OUT/onnx``;
 3. engines: the foreground engine (fp32; it runs once per accessory) and the per-frame
    engine (fp16 by default: built from the ``*_frame_fp16.onnx`` graph, which is strongly
@@ -13,7 +17,8 @@ Steps (one report at the end, also written as JSON):
 5. benchmark: warm-up, then p50/p95/p99 of ``set_foreground`` (H2D copy of the RGBA input +
    foreground engine; F_f stays on the device) and of ``infer`` (H2D copy of the
    background + frame engine + D2H copy of the heatmaps + stream synchronisation;
-   preprocessing and decoding excluded), with and without CUDA-graph replay.
+   preprocessing and decoding, which run on the host, excluded), with and without
+   CUDA-graph replay.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realtime.backends.trt_install import (cuda_version_text, driver_cuda_version, driver_problems, install_hint,
+                                           installed_tensorrt_cuda_major)
 from realtime.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -51,17 +58,23 @@ def check_environment(device: int = 0) -> tuple[list[str], dict[str, Any]]:
     """
     problems: list[str] = []
     found: dict[str, Any] = {}
+    driver_cuda = driver_cuda_version()
+    trt_cuda, trt_dist = installed_tensorrt_cuda_major()
+    release = _driver_release() if driver_cuda is not None else None
+    found["driver"] = {"release": release, "cuda": cuda_version_text(driver_cuda) if driver_cuda else None}
+    if trt_cuda is not None:
+        found["tensorrt_cuda"] = f"{trt_cuda} ({trt_dist})"
+    problems += driver_problems(driver_cuda, trt_cuda, trt_dist, release)
     try:
         trt = importlib.import_module("tensorrt")
         found["tensorrt"] = str(trt.__version__)
         from realtime.backends.trt_version import trt_version_key
 
         if trt_version_key(trt.__version__)[0] < 10:
-            problems.append(f"tensorrt {trt.__version__} is too old: TensorRT >= 10 is needed "
-                            f"(pip install 'tensorrt>=10,<12')")
+            problems.append(f"tensorrt {trt.__version__} is too old: TensorRT >= 10 is needed ({install_hint()})")
     except ImportError as exc:
-        problems.append(f"tensorrt: not importable ({exc}). Install the TensorRT Python package: "
-                        f"pip install 'tryon-realtime[trt]' (or 'tensorrt>=10,<12'); it needs an NVIDIA driver")
+        problems.append(f"tensorrt: not importable ({exc}). Install the TensorRT wheels that fit the driver: "
+                        f"{install_hint()}; it needs an NVIDIA driver")
     try:
         cuda = importlib.import_module("pycuda.driver")
         found["pycuda"] = str(getattr(importlib.import_module("pycuda"), "VERSION_TEXT", "?"))
@@ -79,13 +92,21 @@ def check_environment(device: int = 0) -> tuple[list[str], dict[str, Any]]:
                                 "memory_gib": round(dev.total_memory() / 2**30, 1)}
                 found["cuda_driver"] = cuda.get_driver_version()
     except ImportError as exc:
-        problems.append(f"pycuda: not importable ({exc}). Install it: pip install 'pycuda>=2022.2' "
-                        f"(needs the CUDA toolkit headers to build)")
+        problems.append(f"pycuda: not importable ({exc}). It comes with the TensorRT extras ({install_hint()}); "
+                        f"pip builds it from source: it needs the CUDA toolkit headers (cuda.h, nvcc on PATH or "
+                        f"CUDA_ROOT) and a C++ compiler")
     try:
         found["onnxruntime"] = importlib.import_module("onnxruntime").__version__
     except ImportError as exc:
         problems.append(f"onnxruntime: not importable ({exc}); pip install onnxruntime")
     return problems, found
+
+
+def _driver_release() -> str | None:
+    """The NVIDIA driver release (e.g. ``550.54.15``) from nvidia-smi, if it runs."""
+    from realtime.sysinfo import _nvidia_smi
+
+    return _nvidia_smi("driver_version")
 
 
 @dataclass
@@ -108,7 +129,8 @@ class DoctorReport:
         gpu = env.get("gpu") or {}
         lines = ["tryon doctor report", "",
                  f"GPU        {gpu.get('name', '?')} (sm {gpu.get('compute_capability', '?')}, "
-                 f"{gpu.get('memory_gib', '?')} GiB), TensorRT {env.get('tensorrt', '?')}, "
+                 f"{gpu.get('memory_gib', '?')} GiB), driver {(env.get('driver') or {}).get('release') or '?'} "
+                 f"(CUDA {(env.get('driver') or {}).get('cuda') or '?'}), TensorRT {env.get('tensorrt', '?')}, "
                  f"onnxruntime {env.get('onnxruntime', '?')}", f"export     {self.export_dir}"]
         for role, eng in self.engines.items():
             lines.append(f"engine     {role}: {eng['path']} ({eng['precision']}, built in {eng['seconds']:.1f} s)")
@@ -231,7 +253,8 @@ def run_doctor(export_dir: str | Path | None = None, checkpoint: str | Path | No
     report.benchmark = {
         "timings_ms": timings, "iters": iters, "warmup": warmup,
         "includes": "set_foreground = H2D of the RGBA input + fg engine (F_f stays on the GPU); infer = H2D of the "
-                    "background + frame engine + D2H of the heatmaps + stream sync; no preprocessing or decoding",
+                    "background + frame engine + D2H of the heatmaps + stream sync; preprocessing and decoding "
+                    "run on the host and are not included",
     }
     report.passed = bool(report.parity["passed"])
     atomic_write_bytes(engines_dir / "doctor.json", (json.dumps(report.to_dict(), indent=2) + "\n").encode())
@@ -255,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    from engine_build.trt_builder import TrtBuildError
+    from realtime.errors import BackendError
+    from realtime.backends.trt_version import TrtVersionError
+
     try:
         report = run_doctor(args.export_dir, args.checkpoint, args.out, args.data, args.fp16, args.samples,
                             args.iters, args.warmup, args.workspace, args.device)
@@ -263,6 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  - {problem}")
         return 2
+    except TrtVersionError as exc:
+        print(f"tryon doctor: this TensorRT cannot do what was asked:\n  - {exc}")
+        return 2
+    except TrtBuildError as exc:
+        print(f"tryon doctor: building the engines failed:\n  - {exc}")
+        return 1
+    except BackendError as exc:  # engine/sidecar refused, CUDA failure while running
+        print(f"tryon doctor: the engines could not be run:\n  - {exc}")
+        return 1
     print(report.format_text())
     if args.json:
         atomic_write_bytes(args.json, (json.dumps(report.to_dict(), indent=2) + "\n").encode())

@@ -57,7 +57,7 @@ from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, Artifact
                                 check_pair, graph_io)
 from realtime.backends.base import Backend, ModelInfo, OpenOptions
 from realtime.backends.engine_file import EngineFileError, check_engine_header, read_engine_file, read_engine_header
-from realtime.backends.trt_version import TrtApi, import_tensorrt
+from realtime.backends.trt_version import TensorSpec, TrtApi, import_tensorrt
 from realtime.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ def import_pycuda() -> Any:
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        raise BackendError(f"pycuda is not installed ({exc}); install it with: pip install 'tryon-realtime[trt]'"
+        from realtime.backends.trt_install import install_hint
+
+        raise BackendError(f"pycuda is not installed ({exc}); it comes with the TensorRT extras: {install_hint()}"
                            ) from exc
     return cuda
 
@@ -161,8 +163,42 @@ def find_frame_engine(folder: Path, category: str | None) -> Path:
 
 
 # --------------------------------------------------------------------------------------
-# CUDA graphs through the driver API (ctypes)
+# The CUDA driver API through ctypes (what pycuda does not wrap)
 # --------------------------------------------------------------------------------------
+
+def _libcuda() -> Any:
+    return ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+
+
+class CudaDriver:
+    """The few driver calls pycuda does not offer: the calling thread's current context, and popping it."""
+
+    def __init__(self) -> None:
+        self._lib = _libcuda()
+
+    def current_context(self) -> int:
+        """``cuCtxGetCurrent`` as an integer handle (0: none)."""
+        ctx = ctypes.c_void_p()
+        if self._lib.cuCtxGetCurrent(ctypes.byref(ctx)) != 0:
+            return 0
+        return int(ctx.value or 0)
+
+    def pop_if_current(self, handle: int) -> bool:
+        """``cuCtxPopCurrent`` when ``handle`` is the thread's current context; True if popped.
+
+        pycuda's ``detach()`` of a retained *primary* context pushes it, releases it with
+        ``cuDevicePrimaryCtxRelease`` (which does not pop) and leaves it on the thread's stack.
+        """
+        if not handle or self.current_context() != int(handle):
+            return False
+        popped = ctypes.c_void_p()
+        return self._lib.cuCtxPopCurrent(ctypes.byref(popped)) == 0
+
+
+def cuda_driver() -> CudaDriver:
+    """The driver-API helper (tests replace this function)."""
+    return CudaDriver()
+
 
 class CudaGraph:
     """Capture work enqueued on a stream once, replay it with one launch (CUDA driver API).
@@ -175,8 +211,7 @@ class CudaGraph:
     THREAD_LOCAL = 1
 
     def __init__(self) -> None:
-        name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
-        self._lib = ctypes.CDLL(name)
+        self._lib = _libcuda()
         self._graph = ctypes.c_void_p()
         self._exec = ctypes.c_void_p()
 
@@ -222,7 +257,12 @@ class TensorRTBackend(Backend):
         category: requested accessory category (an engine for another is refused).
         device: CUDA device index.
         cuda_graph: capture the per-frame H2D + execute + D2H as a CUDA graph.
+
+    What stays on the host is listed in the module docstring: per frame, the preprocessed
+    (1,3,S,S) float32 input goes up and the (1,4,S,S) float32 heatmaps come back.
     """
+
+    _ctx: Any = None
 
     def __init__(self, frame_path: str | Path, fg_path: str | Path | None = None, category: str | None = None,
                  device: int = 0, cuda_graph: bool = False) -> None:
@@ -233,20 +273,22 @@ class TensorRTBackend(Backend):
         frame_header, fg_path, fg_header, frame_meta = check_engine_pair(
             frame_path, fg_path, trt_version=self.api.version, gpu_name=gpu_name, compute_capability=cc,
             category=category)
-        self._cuda = cuda
-        self._ctx = cuda.Device(device).retain_primary_context()
-        self._allocs: list[Any] = []
-        self._graph: CudaGraph | None = None
-        self._have_fg = False
-        cfg = frame_meta.config()
+        cfg = frame_meta.config()  # before anything is retained: a bad config leaks nothing
         self.info = ModelInfo(config=cfg, backend="tensorrt", precision=frame_header.get("precision", "fp32"),
                               source=str(frame_path),
                               meta={"frame_header": frame_header, "fg_engine": str(fg_path), "gpu": gpu_name,
                                     "compute_capability": cc, "tensorrt": self.api.version})
+        self._cuda = cuda
+        self._driver = cuda_driver()
+        self._allocs: list[Any] = []  # device buffers
+        self._pinned: list[np.ndarray] = []  # page-locked host buffers
+        self._graph: CudaGraph | None = None
+        self._stream = None
+        self._have_fg = False
+        self._ctx = cuda.Device(device).retain_primary_context()
         try:
             with self._active():
-                self._logger = trt.Logger(trt.Logger.WARNING)
-                self._runtime = trt.Runtime(self._logger)
+                self._runtime = trt.Runtime(self.api.logger())
                 self._fg_engine = self._deserialize(fg_path)
                 self._frame_engine = self._deserialize(Path(frame_path))
                 self._fg_context = self._fg_engine.create_execution_context()
@@ -273,6 +315,8 @@ class TensorRTBackend(Backend):
 
     @contextlib.contextmanager
     def _active(self) -> Iterator[None]:
+        if self._ctx is None:
+            raise BackendError("tensorrt backend: closed")
         self._ctx.push()
         try:
             yield
@@ -292,6 +336,11 @@ class TensorRTBackend(Backend):
         self._allocs.append(mem)
         return mem
 
+    def _pinned_empty(self, spec: TensorSpec) -> np.ndarray:
+        arr = self._cuda.pagelocked_empty(spec.shape, spec.dtype)
+        self._pinned.append(arr)
+        return arr
+
     def _bind(self, cfg: Any, fg_path: Path, frame_path: Path) -> None:
         """Allocate buffers, check engine I/O against the model config, set tensor addresses."""
         fg_io = {t.name: t for t in self.api.io_tensors(self._fg_engine)}
@@ -307,21 +356,20 @@ class TensorRTBackend(Backend):
         if fg_io[FEATURES].dtype != frame_io[FEATURES].dtype:
             raise ArtifactMismatchError(f"{fg_path} writes F_f as {fg_io[FEATURES].dtype}, {frame_path} reads "
                                         f"{frame_io[FEATURES].dtype}; rebuild both from one 'tryon export'")
-        cuda = self._cuda
-        self._fg_host = cuda.pagelocked_empty(fg_io[FG_INPUT].shape, fg_io[FG_INPUT].dtype)
+        self._fg_host = self._pinned_empty(fg_io[FG_INPUT])
         self._fg_dev = self._alloc(self._fg_host.nbytes)
         f_f = fg_io[FEATURES]
-        self._ff_dev = self._alloc(int(np.prod(f_f.shape)) * np.dtype(f_f.dtype).itemsize)  # stays on the device
-        self._bg_host = cuda.pagelocked_empty(frame_io[BG_INPUT].shape, frame_io[BG_INPUT].dtype)
+        self._ff_dev = self._alloc(int(np.prod(f_f.shape)) * np.dtype(f_f.dtype).itemsize)  # never leaves the GPU
+        self._bg_host = self._pinned_empty(frame_io[BG_INPUT])
         self._bg_dev = self._alloc(self._bg_host.nbytes)
-        self._hm_host = cuda.pagelocked_empty(frame_io[HEATMAPS].shape, frame_io[HEATMAPS].dtype)
+        self._hm_host = self._pinned_empty(frame_io[HEATMAPS])
         self._hm_dev = self._alloc(self._hm_host.nbytes)
         self._fg_context.set_tensor_address(FG_INPUT, int(self._fg_dev))
         self._fg_context.set_tensor_address(FEATURES, int(self._ff_dev))
         self._frame_context.set_tensor_address(BG_INPUT, int(self._bg_dev))
         self._frame_context.set_tensor_address(FEATURES, int(self._ff_dev))  # F_f bound directly
         self._frame_context.set_tensor_address(HEATMAPS, int(self._hm_dev))
-        for name, spec in frame_io.items():  # extra outputs (e.g. keypoints) get device buffers
+        for name, spec in frame_io.items():  # every output needs an address: keypoints go to a scratch buffer
             if not spec.is_input and name != HEATMAPS:
                 mem = self._alloc(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize)
                 self._frame_context.set_tensor_address(name, int(mem))
@@ -374,16 +422,38 @@ class TensorRTBackend(Backend):
             self._stream.synchronize()
 
     def close(self) -> None:
-        if getattr(self, "_ctx", None) is None:
+        """Free everything while the context is current, then release the context and leave the thread clean.
+
+        Order matters (pycuda skips a free whose context is no longer alive, silently: pycuda
+        issue 305): graph, TensorRT objects, device buffers and page-locked host buffers go
+        first, inside one push/pop; then the primary context is detached, and the push that
+        pycuda's detach of a primary context leaves behind is popped. Safe to call twice, and
+        on a half-built backend.
+        """
+        ctx = self._ctx
+        if ctx is None:
             return
-        with self._active():
-            if self._graph is not None:
-                self._graph.close()
-                self._graph = None
-            for name in ("_fg_context", "_frame_context", "_fg_engine", "_frame_engine", "_runtime", "_stream"):
-                setattr(self, name, None)  # TensorRT objects go before their memory and context
-            for mem in self._allocs:
-                mem.free()
-            self._allocs.clear()
-        self._ctx.detach()
-        self._ctx = None
+        try:
+            ctx.push()
+            try:
+                if self._graph is not None:
+                    self._graph.close()
+                    self._graph = None
+                for name in ("_fg_context", "_frame_context", "_fg_engine", "_frame_engine", "_runtime"):
+                    setattr(self, name, None)  # TensorRT objects go before their memory and context
+                if self._stream is not None:
+                    self._stream.synchronize()
+                    self._stream = None
+                for mem in self._allocs:
+                    mem.free()
+                self._allocs.clear()
+                for arr in self._pinned:
+                    arr.base.free()  # pagelocked_empty's array base is its HostAllocation
+                self._pinned.clear()
+            finally:
+                self._cuda.Context.pop()
+        finally:
+            self._ctx = None
+            handle = int(getattr(ctx, "handle", 0) or 0)
+            ctx.detach()
+            self._driver.pop_if_current(handle)

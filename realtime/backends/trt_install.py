@@ -38,15 +38,19 @@ class TrtWheel:
     cuda_major: int
     extra: str
     package: str
+    #: The requirement in pyproject.toml's extra (tests check the two agree).
+    requirement: str
     #: Lowest ``cuDriverGetVersion`` value (1000 * major + 10 * minor) that runs these wheels.
     min_driver_cuda: int
     min_driver_release: str
 
 
 WHEELS: tuple[TrtWheel, ...] = (
-    TrtWheel(12, "trt-cu12", "tensorrt-cu12", 12020, "535"),
-    TrtWheel(13, "trt-cu13", "tensorrt-cu13", 13000, "580"),
+    TrtWheel(12, "trt-cu12", "tensorrt-cu12", "tensorrt-cu12>=10.0,<12", 12020, "535"),
+    TrtWheel(13, "trt-cu13", "tensorrt-cu13", "tensorrt-cu13>=10.13.2,<12", 13000, "580"),
 )
+#: The other requirement of both extras.
+PYCUDA_REQUIREMENT = "pycuda>=2022.2"
 
 #: Distributions whose presence says which CUDA build of TensorRT is installed
 #: (the ``*-libs`` / ``*-bindings`` wheels that the per-CUDA packages pull in).
@@ -54,10 +58,14 @@ _DISTRIBUTIONS = {12: ("tensorrt-cu12", "tensorrt-cu12-libs", "tensorrt-cu12-bin
                   13: ("tensorrt-cu13", "tensorrt-cu13-libs", "tensorrt-cu13-bindings")}
 
 
+def pip_extra(extra: str) -> str:
+    """The install command for one extra, from the repository root."""
+    return f"pip install -e '.[{extra}]'"
+
+
 def install_hint() -> str:
     """The install line for error messages (both extras, and how to choose)."""
-    rows = "; ".join(f"driver >= {w.min_driver_release}: pip install 'tryon-realtime[{w.extra}]'"
-                     for w in reversed(WHEELS))
+    rows = "; ".join(f"driver >= {w.min_driver_release}: {pip_extra(w.extra)}" for w in reversed(WHEELS))
     return f"{rows} (README, 'Install'; pycuda builds from source and needs the CUDA toolkit headers)"
 
 
@@ -131,7 +139,7 @@ def driver_problems(driver_cuda: int | None, trt_cuda_major: int | None, trt_dis
         oldest = WHEELS[0]
         return [f"{drv}supports CUDA {cuda_version_text(driver_cuda)}; TensorRT's pip wheels need at least CUDA "
                 f"{cuda_version_text(oldest.min_driver_cuda)} (driver >= {oldest.min_driver_release}): update the "
-                f"NVIDIA driver, then pip install 'tryon-realtime[{oldest.extra}]'"]
+                f"NVIDIA driver, then {pip_extra(oldest.extra)}"]
     if trt_cuda_major is None:
         return []
     wheel = next((w for w in WHEELS if w.cuda_major == trt_cuda_major), None)
@@ -139,6 +147,6 @@ def driver_problems(driver_cuda: int | None, trt_cuda_major: int | None, trt_dis
         return [f"the installed TensorRT ({trt_dist or 'tensorrt'}) is built for CUDA {trt_cuda_major} and needs "
                 f"driver >= {wheel.min_driver_release}, but {drv}supports CUDA {cuda_version_text(driver_cuda)}: "
                 f"pip uninstall -y tensorrt {' '.join(_DISTRIBUTIONS[trt_cuda_major])} && "
-                f"pip install 'tryon-realtime[{best.extra}]' "
+                f"{pip_extra(best.extra)} "
                 f"(or update the driver to >= {wheel.min_driver_release})"]
     return []

@@ -194,8 +194,10 @@ class TrtApi:
         """The helper for the imported ``tensorrt`` module (its ``__version__`` decides)."""
         major = trt_version_key(trt.__version__)[0]
         if major < MIN_TRT_MAJOR:
+            from realtime.backends.trt_install import install_hint
+
             raise TrtVersionError(f"TensorRT {trt.__version__} is too old: tryon needs TensorRT >= {MIN_TRT_MAJOR} "
-                                  f"(pip install 'tryon-realtime[trt-cu12]' or '[trt-cu13]', see README)")
+                                  f"({install_hint()})")
         return _TrtApi10(trt) if major == 10 else _TrtApi11(trt)
 
     @property
@@ -297,6 +299,8 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise BackendError(f"TensorRT is not installed ({exc}); install it with: pip install 'tryon-realtime[trt]' "
-                           f"(needs an NVIDIA GPU and driver)") from exc
+        from realtime.backends.trt_install import install_hint
+
+        raise BackendError(f"TensorRT is not installed or does not load ({exc}); {install_hint()}; "
+                           f"'tryon doctor' says which fits this driver") from exc
     return tensorrt

@@ -13,7 +13,7 @@ import pytest
 from fake_trt import FakeCuda, FakeDriverApi, FakeTrt, fake_plan
 
 from realtime.artifacts import ArtifactMeta, artifact_name
-from realtime.backends.base import BackendError
+from realtime.errors import BackendError
 from realtime.backends.engine_file import write_engine_file
 from realtime.config import model_preset
 
