@@ -1,7 +1,7 @@
 """``tryon build-engine``: an exported ONNX graph -> a bare TensorRT engine + its JSON sidecar.
 
 The TensorRT Python API (>= 10) is used directly; its version is detected at run time and
-every difference between 10 and 11 goes through :class:`realtime.backends.tensorrt_backend.TrtApi`:
+every difference between 10 and 11 goes through :class:`realtime.backends.trt_version.TrtApi`:
 
 ==============  ==============  ====================================================
 TensorRT        ONNX graph      engine
@@ -11,7 +11,7 @@ TensorRT        ONNX graph      engine
                                 activation and the decode tail are pinned to float32
                                 (``OBEY_PRECISION_CONSTRAINTS``), chosen in the parsed
                                 network by layer type and output dtype
-                                (:func:`realtime.backends.tensorrt_backend.fp32_tail_layers`)
+                                (:func:`realtime.backends.trt_version.fp32_tail_layers`)
 10.12+ / 11     fp32            fp32 (strongly typed: 10.12 deprecated weak typing)
 10.12+ / 11     fp32 + --fp16   refused: pass the ``*_fp16.onnx`` graph (no FP16 flag,
                                 no deprecated precision setters)
@@ -37,7 +37,7 @@ from typing import Any
 
 from realtime import __version__
 from realtime.artifacts import ArtifactMeta, artifact_name, check_meta, utc_now_iso
-from realtime.backends.engine_file import write_engine_file
+from realtime.backends.engine_file import sidecar_path, write_engine_file
 from realtime.backends.tensorrt_backend import gpu_identity
 from realtime.backends.trt_version import TrtApi, import_tensorrt
 from realtime.errors import BackendError
@@ -220,4 +220,5 @@ def main(argv: list[str] | None = None) -> int:
           f"{h['gpu_name']} (sm {h['compute_capability']})")
     for t in h["io"]:
         print(f"  {t['mode']:6s} {t['name']:10s} {t['shape']} {t['dtype']}")
+    print(f"metadata in {sidecar_path(res.path).name}; TensorRT's own timing: trtexec --loadEngine={res.path}")
     return 0

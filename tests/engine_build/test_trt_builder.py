@@ -295,6 +295,7 @@ def test_cli_builds_with_the_installed_tensorrt(onnx_graphs, tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "glasses_64_frame_fp16_sm86_trt10.engine" in out and "TensorRT 10.3.0.26" in out
     assert "heatmaps" in out and "keypoints" in out
+    assert "glasses_64_frame_fp16_sm86_trt10.engine.json" in out and "trtexec --loadEngine=" in out
     header, _ = read_engine_file(tmp_path / "glasses_64_frame_fp16_sm86_trt10.engine")
     assert header["builder"]["fp16_flag"] and header["builder"]["workspace_mb"] == 128
     assert json.loads(json.dumps(header)) == header  # plain JSON
