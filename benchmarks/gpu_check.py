@@ -54,7 +54,7 @@ class NoCudaError(RuntimeError):
 
 def shipped_models(weights_dir: Path | None = None) -> list[Path]:
     """The shipped default checkpoints, in name order."""
-    from realtime.models import WEIGHTS_DIR
+    from realtime.backends.resolver import WEIGHTS_DIR
 
     return sorted(Path(weights_dir or WEIGHTS_DIR).glob("*.pt"))
 
@@ -196,7 +196,7 @@ def bench_stage(out_dir: Path, frames: int, timeout: int = 300) -> dict[str, Any
 
 
 def native_cuda_stage(timeout: int = 240) -> dict[str, Any]:
-    from realtime import native
+    from realtime.live import native
 
     if not native.cuda_available():
         return {"status": "skipped", "reason": f"native library without CUDA: {native.reason()} (build it with "
@@ -296,7 +296,7 @@ def run_check(args: argparse.Namespace) -> tuple[int, list[Path]]:
     """Run every stage; the JSON + Markdown are rewritten after each stage, so a run stopped by
     the wrapper's timeout still leaves what it measured."""
     env = cuda_environment()  # raises NoCudaError first: nothing is run or written without a GPU
-    from realtime.checkpoint import atomic_write_bytes
+    from realtime.io import atomic_write_bytes
 
     t0 = time.perf_counter()
     date = dt.date.today().isoformat()
