@@ -2,7 +2,7 @@
 
 * Engines are bare serialized TensorRT engines with a JSON sidecar
   (:mod:`realtime.backends.engine_file`): the sidecar is read and checked first
-  (:func:`realtime.artifacts.check_engine_header`), so an engine built by another TensorRT
+  (:func:`realtime.backends.engine_file.check_engine_header`), so an engine built by another TensorRT
   release (build number included), for another GPU, or for another accessory category is
   refused with the command that rebuilds it, before TensorRT deserialises anything.
 * The frame engine's foreground engine is found by metadata in the same folder (same model
