@@ -67,11 +67,11 @@ def cuda_environment() -> dict[str, Any]:
         raise NoCudaError(f"no CUDA GPU visible to torch {torch.__version__} (CUDA build: {torch.version.cuda}); "
                           f"this check needs an NVIDIA GPU and a CUDA build of torch. Nothing was run.")
     from realtime.backends.trt_install import cuda_version_text, driver_cuda_version
-    from realtime.sysinfo import _nvidia_smi, hardware_info
+    from realtime.sysinfo import nvidia_smi, hardware_info
 
     props = torch.cuda.get_device_properties(0)
     env = {**hardware_info(), "gpu_name": props.name, "compute_capability": f"{props.major}.{props.minor}",
-           "gpu_memory_gib": round(props.total_memory / 2**30, 1), "driver": _nvidia_smi("driver_version"),
+           "gpu_memory_gib": round(props.total_memory / 2**30, 1), "driver": nvidia_smi("driver_version"),
            "driver_cuda": cuda_version_text(driver_cuda_version()), "torch": torch.__version__,
            "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
     for mod in ("tensorrt", "onnxruntime", "pycuda"):

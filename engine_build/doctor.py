@@ -104,9 +104,9 @@ def check_environment(device: int = 0) -> tuple[list[str], dict[str, Any]]:
 
 def _driver_release() -> str | None:
     """The NVIDIA driver release (e.g. ``550.54.15``) from nvidia-smi, if it runs."""
-    from realtime.sysinfo import _nvidia_smi
+    from realtime.sysinfo import nvidia_smi
 
-    return _nvidia_smi("driver_version")
+    return nvidia_smi("driver_version")
 
 
 @dataclass

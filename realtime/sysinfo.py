@@ -33,9 +33,9 @@ def gpu_info() -> dict[str, Any] | None:
             props = torch.cuda.get_device_properties(0)
             return {"name": props.name, "capability": f"{props.major}.{props.minor}",
                     "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
-                    "driver": _nvidia_smi("driver_version")}
-    name = _nvidia_smi("name")
-    return {"name": name, "driver": _nvidia_smi("driver_version")} if name else None
+                    "driver": nvidia_smi("driver_version")}
+    name = nvidia_smi("name")
+    return {"name": name, "driver": nvidia_smi("driver_version")} if name else None
 
 
 def _importable(mod: str) -> bool:
@@ -44,7 +44,8 @@ def _importable(mod: str) -> bool:
     return importlib.util.find_spec(mod) is not None
 
 
-def _nvidia_smi(field: str) -> str | None:
+def nvidia_smi(field: str) -> str | None:
+    """One ``nvidia-smi --query-gpu`` field of GPU 0 (e.g. ``driver_version``), or None without a driver."""
     try:
         out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=5)
