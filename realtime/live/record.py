@@ -3,15 +3,22 @@
 :class:`VideoRecorder` encodes on a worker thread fed by a bounded queue (the live loop
 never waits on the encoder unless asked to). It tries codecs in order, avc1 (H.264) ->
 mp4v (MPEG-4 part 2) -> MJPG in an AVI, and reports the one it got: pip's OpenCV wheels
-usually lack an H.264 encoder. It writes to ``<name>.partial<ext>`` and renames to the
-final name only after ``VideoWriter.release()`` has written the index, so the final file
-is always playable: a run killed hard leaves only the ``.partial`` file behind.
+usually lack an H.264 encoder. It writes to ``<name>.partial-<pid><ext>`` and renames to
+the final name only after ``VideoWriter.release()`` has written the index and the file has
+been read back (OpenCV's writer drops write errors, e.g. a full disk, silently), so the final
+file is always playable and holds every frame reported: a run killed hard leaves only the
+partial file behind; a failed write is an error naming the partial file kept.
+
+The output path is claimed (:func:`realtime.io.claim_output`) for the whole recording, so a
+second recorder of the same path is refused instead of clobbering it; an existing file is
+replaced only when the new one is complete, with a warning (as ``tryon train`` does).
 
 :func:`terminate_as_interrupt` turns SIGTERM into ``KeyboardInterrupt`` so Ctrl-C,
 ``kill`` and exceptions all go through the same ``finally`` that closes the recorder.
 
 :class:`KeypointLog` writes one JSON object per processed frame (JSON lines), flushed
-line by line.
+line by line; a write error (full disk) truncates the file to its last complete line
+and raises :class:`RecorderError`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
+
+from realtime.io import OutputInUse, claim_output
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +71,51 @@ class RecordingReport:
 
 
 def _partial_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
+    """Where this process writes ``path`` until it is complete (unique per process)."""
+    return path.with_name(f"{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+def prepare_output(path: Path, what: str) -> Any:
+    """Create ``path``'s folder and claim ``path`` for this process; warn when it exists.
+
+    Returns:
+        The function that releases the claim.
+
+    Raises:
+        RecorderError: the folder cannot be written (named), or another process writes ``path``.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        release = claim_output(path)
+    except OutputInUse as exc:
+        raise RecorderError(f"{what} {exc}") from None
+    except OSError as exc:
+        raise RecorderError(f"cannot write {what} {path}: folder {folder} is not writable "
+                            f"({exc.strerror or exc}); choose another folder or fix its permissions") from None
+    if path.exists():
+        log.warning("%s exists: it is replaced by this %s", path, what)
+    return release
+
+
+def decodable_frames(path: Path, expected: int) -> int:
+    """How many of ``expected`` frames ``path`` gives back when read (the file is verified,
+    not trusted): the container's count and a read of the last frame, else a full decode."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return 0
+        if expected > 0 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == expected:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, expected - 1)
+            if cap.read()[0]:
+                return expected
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        n = 0
+        while n < expected and cap.read()[0]:
+            n += 1
+        return n
+    finally:
+        cap.release()
 
 
 @contextlib.contextmanager
@@ -125,9 +178,15 @@ class VideoRecorder:
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int], queue_size: int = 32,
                  drop_when_full: bool = False) -> None:
         self.requested = Path(path)
-        self.requested.parent.mkdir(parents=True, exist_ok=True)
+        self._release = prepare_output(self.requested, "video")
         self.fps, self.size_wh = float(fps), (int(size_wh[0]), int(size_wh[1]))
-        self._writer, self.path, self.codec = open_writer(self.requested, self.fps, self.size_wh)
+        try:
+            self._writer, self.path, self.codec = open_writer(self.requested, self.fps, self.size_wh)
+        except BaseException:
+            self._release()
+            raise
+        if self.path != self.requested and self.path.exists():
+            log.warning("%s exists: it is replaced by this video", self.path)
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
         self._drop = drop_when_full
         self.frames = 0
@@ -180,20 +239,38 @@ class VideoRecorder:
         if self.report is not None:
             return self.report
         self._closed = True
-        with _signals_deferred():  # a second Ctrl-C must not truncate the file
-            self._queue.put(None)
-            self._thread.join()
-            self._writer.release()
-            partial = _partial_path(self.path)
-            if self.frames > 0 and partial.exists():
-                os.replace(partial, self.path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    partial.unlink()
+        failure = None
+        try:
+            with _signals_deferred():  # a second Ctrl-C must not truncate the file
+                self._queue.put(None)
+                self._thread.join()
+                self._writer.release()
+                partial = _partial_path(self.path)
+                good = decodable_frames(partial, self.frames) if self.frames > 0 and partial.exists() else 0
+                if self.frames > 0 and good == self.frames:
+                    os.replace(partial, self.path)
+                elif self.frames > 0:
+                    failure = (f"writing {self.path} failed: the file gives back {good} of the {self.frames} "
+                               "frames written (disk full or a write error?); ")
+                    if good > 0:
+                        failure += f"the readable part is kept in {partial}"
+                    else:
+                        failure += "nothing readable was written, the partial file is removed"
+                        with contextlib.suppress(FileNotFoundError):
+                            partial.unlink()
+                    if self.path.exists():
+                        failure += f"; the earlier {self.path} is untouched"
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        partial.unlink()
+        finally:
+            self._release()
         self.report = RecordingReport(self.path, self.codec, self.frames, self.dropped, self.fps,
                                       time.monotonic() - self._start)
         if self._error is not None:
             raise RecorderError(f"writing {self.path} failed: {self._error}")
+        if failure is not None:
+            raise RecorderError(failure)
         return self.report
 
     def __enter__(self) -> "VideoRecorder":
@@ -222,22 +299,43 @@ def _signals_deferred() -> Iterator[None]:
 
 
 class KeypointLog:
-    """JSON lines, one object per processed frame; each line flushed as written."""
+    """JSON lines, one object per processed frame; each line written through as it comes.
+
+    Raises:
+        RecorderError: the folder is not writable, another process writes the same path, or
+            a write failed (the file is cut back to its last complete line, which is kept).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w", encoding="utf-8")
+        self._release = prepare_output(self.path, "keypoint log")
+        try:
+            self._fh = self.path.open("wb", buffering=0)
+        except OSError as exc:
+            self._release()
+            raise RecorderError(f"cannot write keypoint log {self.path}: {exc.strerror or exc}") from None
         self.lines = 0
+        self._size = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
-        self._fh.flush()
+        data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._fh.write(view):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._fh.truncate(self._size)  # no torn last line
+            self.close()
+            raise RecorderError(f"writing keypoint log {self.path} failed ({exc.strerror or exc}; disk full?): "
+                                f"the {self.lines} complete records written are kept") from None
+        self._size += len(data)
         self.lines += 1
 
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
+        self._release()
 
     def __enter__(self) -> "KeypointLog":
         return self
