@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: a full disk, a folder without write rights
         if args.verbose:
             raise
         print(f"tryon {args.command}: error: {exc}", file=sys.stderr)

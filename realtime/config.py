@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -240,12 +241,41 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return False
             raise ValueError(f"config key {key!r}: expected a boolean, got {value!r}")
         return bool(value)
-    if tp in (int, float, str):
+    if tp in (int, float) and (isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in
+                                                           ("true", "false", "yes", "no", "on", "off"))):
+        raise ValueError(f"config key {key!r}: expected {tp.__name__}, got the boolean {value!r}")
+    if tp is int:
+        return _coerce_int(value, key)
+    if tp in (float, str):
         try:
-            return tp(value)
+            out = tp(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config key {key!r}: expected {tp.__name__}, got {value!r}") from exc
+        if tp is float and math.isnan(out):
+            raise ValueError(f"config key {key!r}: expected a number, got {value!r}")
+        return out
     return value
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    """An integer as given: ``2`` or ``"2"`` (``2.0`` too); never a fraction cut to an integer."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)  # "2"
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key!r}: expected an integer, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"config key {key!r}: expected an integer, got {value!r}")
+    if not number.is_integer():
+        raise ValueError(f"config key {key!r}: expected an integer, got {value!r} (a fraction is not "
+                         f"rounded: give a whole number)")
+    return int(number)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -43,9 +43,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the file (a write error names none)
+            raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror} (nothing was replaced: an earlier "
+                            f"{path.name}, if any, is intact)") from exc
         raise
 
 

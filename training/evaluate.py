@@ -20,14 +20,19 @@ Reported beside the model:
   by construction. That is a ceiling for this data, not a measurement of the teacher's
   accuracy; a jitter estimate recorded by the builder is quoted when present.
 
+A sample whose model output (heatmaps or decoded quad) is not finite is a failure: it is
+counted (``non_finite``), reported, and never scored; when every output is non-finite
+``tryon eval`` fails (exit 1) instead of printing metrics.
+
 ``--json`` prints one JSON object on stdout: ``lssim``, ``iou``, ``disp``, ``n``,
-``category``, ``backend`` (plus ``precision``, ``degenerate``, ``artifact``, ``data``,
-``baselines`` {name: {lssim, iou, disp, n, note}}, ``paper`` and ``notes``).
+``category``, ``backend`` (plus ``precision``, ``degenerate``, ``non_finite``, ``artifact``,
+``data``, ``baselines`` {name: {lssim, iou, disp, n, note}}, ``paper`` and ``notes``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -93,7 +98,8 @@ class EvalReport:
         """The ``--json`` object (documented keys first)."""
         out: dict[str, Any] = {k: getattr(self.metrics, k) for k in ("lssim", "iou", "disp", "n")}
         out.update(category=self.category, backend=self.backend, precision=self.precision,
-                   degenerate=self.metrics.degenerate, artifact=self.artifact, data=self.data,
+                   degenerate=self.metrics.degenerate, non_finite=self.metrics.non_finite,
+                   artifact=self.artifact, data=self.data,
                    baselines=self.baselines,
                    paper={name: dict(zip(("lssim", "iou", "disp"), v))
                           for name, v in PAPER_TABLE1[self.category].items()},
@@ -114,6 +120,9 @@ class EvalReport:
             lines.append(f"| {name} | {data} | {row['n']} | {row['lssim']:.4f} | "
                          f"{row['iou']:.4f} | {row['disp']:.4f} |")
         notes = list(self.notes)
+        if m.non_finite:
+            notes.insert(0, f"**{m.non_finite} of {m.n + m.non_finite} model outputs were not finite (NaN/inf): "
+                            f"failures, not scored; the metrics are over the other {m.n}.**")
         if m.degenerate:
             notes.append(f"{m.degenerate} of {m.n} predicted quads were degenerate (IoU 0, no accessory drawn).")
         notes.append("Paper numbers are on STRAT; rows on other data are not comparable with them.")
@@ -137,12 +146,11 @@ def mean_quad_norm(dataset: StratDataset) -> np.ndarray:
     so it equals (v + 0.5) / S for the network-size vertex v; the "mean quad" baseline
     places it at ``m * S - 0.5`` in any test image. Reads only the image headers.
     """
-    from PIL import Image  # lazy; a dependency of scikit-image
+    from training.strat import image_size_wh
 
     quads = []
     for rec in dataset.records:
-        with Image.open(rec.background_path) as im:
-            size_wh = np.asarray(im.size, np.float64)
+        size_wh = np.asarray(image_size_wh(rec.background_path, f"split {dataset.split_dir}"), np.float64)
         quads.append((np.asarray(rec.final_vertex, np.float64) + 0.5) / size_wh)
     if not quads:
         raise ValueError(f"{dataset.split_dir}: empty split")
@@ -169,6 +177,10 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         num_figures: samples shown in the figures.
         progress: show a tqdm bar.
 
+    Returns:
+        The model's metrics over the samples with finite outputs (``non_finite`` counts the
+        others; with none finite, ``n`` is 0 and the means NaN), and the baseline's.
+
     Raises:
         ValueError: the dataset's network size differs from the backend's, or it is empty.
     """
@@ -182,6 +194,7 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
     base_quad = mean_quad_pixels(mean_quad_norm, size) if mean_quad_norm is not None else None
     ours: list[SampleMetrics] = []
     base: list[SampleMetrics] = []
+    non_finite: list[str] = []
     shown: list[dict[str, Any]] = []
     indices = range(n)
     if progress:
@@ -192,10 +205,14 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         sample = dataset[i]
         pred, heatmaps = predict_vertices(backend, codec, sample)
         args = (sample["background"], sample["foreground"], sample["init_vertex"], sample["final_vertex"])
-        ours.append(sample_metrics(*args, pred, metric_cfg))
+        finite = bool(np.all(np.isfinite(heatmaps)) and np.all(np.isfinite(pred)))
+        if finite:
+            ours.append(sample_metrics(*args, pred, metric_cfg))
+        else:
+            non_finite.append(str(sample["id"]))
         if base_quad is not None:
             base.append(sample_metrics(*args, base_quad, metric_cfg))
-        if figures_dir is not None and len(shown) < num_figures:
+        if figures_dir is not None and finite and len(shown) < num_figures:
             shown.append({**sample, "pred_vertex": pred, "pred_heatmaps": heatmaps,
                           "gt_heatmaps": codec.encode(sample["final_vertex"], (size, size))})
     figures: list[Path] = []
@@ -206,7 +223,14 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         figures.append(composite_grid(shown, out / "fig3_composites.png"))
         for sample in shown[:4]:
             figures.append(heatmap_figure(sample, out / f"fig4_heatmaps_{sample['id']}.png"))
-    return BackendEval(metrics=summarize(ours), mean_quad=summarize(base) if base else None, figures=figures)
+    if non_finite:
+        log.warning("%d of %d model outputs were not finite (NaN/inf), not scored: samples %s%s", len(non_finite), n,
+                    ", ".join(non_finite[:5]), " ..." if len(non_finite) > 5 else "")
+    if ours:
+        metrics = dataclasses.replace(summarize(ours), non_finite=len(non_finite))
+    else:
+        metrics = MetricSummary(lssim=math.nan, iou=math.nan, disp=math.nan, n=0, non_finite=len(non_finite))
+    return BackendEval(metrics=metrics, mean_quad=summarize(base) if base else None, figures=figures)
 
 
 # --------------------------------------------------------------------------------------
@@ -284,6 +308,9 @@ def evaluate(artifact: str | Path, data: str | Path, backend: str | None = None,
         result = evaluate_backend(be, dataset, limit, metric_cfg, mean_norm, figures_dir, progress=progress)
     finally:
         be.close()
+    if result.metrics.n == 0:
+        raise ValueError(f"{artifact}: all {result.metrics.non_finite} outputs on {dataset.split_dir} are not finite "
+                         "(NaN/inf heatmaps): nothing to score; the model is broken (NaN weights? a diverged run?)")
     baselines: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     if result.mean_quad is not None:
@@ -307,8 +334,10 @@ def _mean_quad_source(data: str | Path, test_set: StratDataset, meta: dict[str, 
     except (StratFormatError, FileNotFoundError):
         train_dir = None
     if train_dir is not None and train_dir != test_set.split_dir:
-        train_set = StratDataset(train_dir, test_set.category, test_set.size)
-        return mean_quad_norm(train_set), f"mean of {len(train_set)} training quads ({train_dir})"
+        # A baseline, not the data under test: bad training samples are skipped (and said), not fatal.
+        train_set = StratDataset(train_dir, test_set.category, test_set.size, skip_bad=True)
+        skipped = f"; {len(train_set.skipped)} bad training sample(s) skipped" if train_set.skipped else ""
+        return mean_quad_norm(train_set), f"mean of {len(train_set)} training quads ({train_dir}{skipped})"
     stored = meta.get("mean_quad_norm")
     if stored is not None:
         return np.asarray(stored, np.float64), "mean training quad stored in the checkpoint"

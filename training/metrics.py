@@ -82,7 +82,9 @@ class SampleMetrics:
 
 @dataclass
 class MetricSummary:
-    """Test-set means and the count of degenerate predictions."""
+    """Test-set means over the ``n`` scored samples, the count of degenerate predictions among
+    them, and the count of samples whose model output was not finite (NaN / inf: failures,
+    never scored, so not in ``n`` or the means)."""
 
     lssim: float
     iou: float
@@ -90,9 +92,11 @@ class MetricSummary:
     n: int
     degenerate: int = 0
     per_sample: list[SampleMetrics] = field(default_factory=list, repr=False)
+    non_finite: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"lssim": self.lssim, "iou": self.iou, "disp": self.disp, "n": self.n, "degenerate": self.degenerate}
+        return {"lssim": self.lssim, "iou": self.iou, "disp": self.disp, "n": self.n, "degenerate": self.degenerate,
+                "non_finite": self.non_finite}
 
 
 def _orientation(quad_xy: np.ndarray) -> float:

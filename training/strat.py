@@ -376,7 +376,12 @@ def scan_split(split_dir: str | Path, category: str | None = None, skip_bad: boo
     skipped: list[tuple[str, str]] = []
     for sid in sorted(params):
         try:
-            records.append(_make_record(str(sid), params[sid], params_path, root, index))
+            rec = _make_record(str(sid), params[sid], params_path, root, index)
+            if skip_bad:  # skip_bad covers images that do not open, not only bad entries (header read: cheap)
+                for path in (rec.background_path, rec.foreground_path, rec.foreground_mask_path):
+                    if path is not None:
+                        image_size_wh(path, f"sample {sid!r}")
+            records.append(rec)
         except StratFormatError as exc:
             if not skip_bad:
                 raise
@@ -429,6 +434,22 @@ def read_split(split_dir: str | Path, category: str | None = None, skip_bad: boo
 # --------------------------------------------------------------------------------------
 # Image reading
 # --------------------------------------------------------------------------------------
+
+def image_size_wh(path: str | Path, where: str = "") -> tuple[int, int]:
+    """An image's (width, height) from its header (the pixels are not decoded).
+
+    Raises:
+        StratFormatError: the file does not open as an image (names it, and ``where``).
+    """
+    from PIL import Image, UnidentifiedImageError  # lazy; a dependency of scikit-image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise StratFormatError(f"{path}: cannot read image{f' ({where})' if where else ''}: {exc}; fix or "
+                               "remove the sample, or set skip_bad=true to skip such samples") from None
+
 
 def _imread(path: Path, flags: int) -> np.ndarray:
     img = cv2.imread(str(path), flags)

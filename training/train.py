@@ -233,9 +233,10 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def _worker_init(worker_id: int) -> None:
-    """DataLoader workers ignore Ctrl-C: the main process stops after the current step,
-    writes its checkpoint and then shuts the workers down (instead of finding them dead)."""
+    """DataLoader workers ignore Ctrl-C and SIGTERM: the main process stops after the current
+    step, writes its checkpoint and then shuts the workers down (instead of finding them dead)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Not cv2.setNumThreads(1) here: in a forked worker it tears down the thread pool the
     # parent's OpenCV created, whose condition variable the fork left locked: it deadlocks.
 
@@ -632,7 +633,10 @@ class _Trainer:
                         row.update({f"val_{k}": metrics[k] for k in ("lssim", "iou", "disp")}, val_n=metrics["n"])
                     self.epoch_rows.append(row)
                     self._log_epoch(row)
-                    if metrics:
+                    if metrics and metrics["non_finite"]:
+                        log.warning("validation: %d of %d outputs were not finite (NaN/inf), not scored",
+                                    metrics["non_finite"], metrics["n"] + metrics["non_finite"])
+                    if metrics and math.isfinite(metrics[cfg.best_metric]):
                         value = metrics[cfg.best_metric]
                         if self.best is None or (value > self.best if better else value < self.best):
                             self.best = value
@@ -656,21 +660,35 @@ class _Trainer:
         return last
 
     def _catch_sigint(self):
-        """Defer the first Ctrl-C to the end of the current step (a second one acts at once).
+        """Defer the first Ctrl-C or SIGTERM (``kill``, a job scheduler) to the end of the current
+        step, which then writes ``last.pt`` (resumable); a second one acts at once.
 
         Returns:
-            A function restoring the previous handler.
+            A function restoring the previous handlers.
         """
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in sigs}
+
+        # The second signal: Ctrl-C's own handler (KeyboardInterrupt); for SIGTERM, whose default
+        # kills at once with no last.pt, the same KeyboardInterrupt.
+        second = {sig: previous[sig] if callable(previous[sig]) else _terminate_now for sig in sigs}
 
         def handler(signum, frame):
+            log.warning("%s received: stopping after this step and writing %s", signal.Signals(signum).name, LAST)
             self._interrupted = True
-            signal.signal(signal.SIGINT, previous)
+            for sig in sigs:
+                signal.signal(sig, second[sig])
 
-        signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        for sig in sigs:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig in sigs:
+                signal.signal(sig, previous[sig] if previous[sig] is not None else signal.SIG_DFL)
+
+        return restore
 
     def _write_logs(self) -> None:
         _write_csv(self.out / "log.csv", EPOCH_COLUMNS, self.epoch_rows)
@@ -692,12 +710,17 @@ class _Trainer:
             dist.destroy_process_group()
 
 
+def _terminate_now(signum, frame):
+    """A second SIGTERM: stop at once (as Ctrl-C's second press does), through the same clean-up."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train per ``cfg``; returns the path of the final ``last.pt``.
 
     Under ``torchrun`` (WORLD_SIZE > 1) this runs DistributedDataParallel: every process
-    calls :func:`train`; only rank 0 writes files. Ctrl-C writes ``last.pt`` (resumable)
-    and re-raises KeyboardInterrupt.
+    calls :func:`train`; only rank 0 writes files. Ctrl-C or SIGTERM writes ``last.pt``
+    (resumable) and re-raises KeyboardInterrupt.
 
     Raises:
         ValueError: bad config or data (message names the key or file).
