@@ -38,10 +38,12 @@ import numpy as np
 
 from realtime.accessories import Accessory, load_accessory
 from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
+from realtime.cli import positive_float, positive_int
 from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
                                    open_source)
+from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE
 from realtime.live.pipeline import STATUS_OK as EST_OK
 from realtime.live.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, terminate_as_interrupt
@@ -77,6 +79,18 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def camera_index(text: str) -> int:
+    """``--camera N``: a camera index, N >= 0 (OpenCV crashes on some negative indices)."""
+    try:
+        index = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"camera index must be a whole number >= 0, got {text!r}") from None
+    if index < 0:
+        raise argparse.ArgumentTypeError(f"camera index must be >= 0, got {index} (0 is the first camera; "
+                                         "run with --camera 0, or --video FILE)")
+    return index
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
@@ -89,7 +103,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", action="append", default=[], metavar="PATH", help="TensorRT engine")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="smoothing option (realtime.live.smoothing.SmoothingConfig), e.g. --set beta=2 "
@@ -319,6 +333,42 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (),
     return lines, warning
 
 
+class FaceTally:
+    """Counts the frames with no face and those where the accessory was drawn, so a run in
+    which the try-on never happened says so instead of ending like a good one."""
+
+    def __init__(self) -> None:
+        self.frames = self.no_face = self.shown = self.non_finite = 0
+
+    def __call__(self, out: Output) -> None:
+        if out.stale:
+            return
+        self.frames += 1
+        est = out.estimate
+        if est is None or est.status == STATUS_NO_FACE:
+            self.no_face += 1
+        elif est.status == STATUS_NON_FINITE:
+            self.non_finite += 1
+        if est is not None and est.visible and est.smooth_pts_xy is not None:
+            self.shown += 1
+
+    def report(self) -> list[str]:
+        """Log what went wrong; returns the line for the report."""
+        if not self.frames:
+            return []
+        if self.no_face:
+            log.warning("no face in %d of %d frames", self.no_face, self.frames)
+        if self.non_finite:
+            log.warning("the model's output was not finite (NaN/inf) in %d of %d frames: is the model broken?",
+                        self.non_finite, self.frames)
+        if not self.shown:
+            cause = ("no face was found in any frame" if self.no_face == self.frames
+                     else "the model's confidence gate hid it in every frame")
+            log.warning("the accessory never appeared in %d frames: %s", self.frames, cause)
+        return [f"faces: found in {self.frames - self.no_face} of {self.frames} frames, accessory shown in "
+                f"{self.shown}"]
+
+
 class KeypointSink:
     """Writes one JSON line per (non-stale) output frame."""
 
@@ -403,10 +453,57 @@ class VirtualCamSink:
 
 
 def check_display() -> None:
-    """Fail early (instead of a GUI toolkit abort) when no display is available."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UsageError("no display found ($DISPLAY is not set): run with --no-display "
-                         "(and --record FILE, --virtual-cam or --keypoints-out)")
+    """Fail early (instead of a GUI toolkit abort) when no display is available: ``$DISPLAY``
+    unset, or set to an X server that does not answer (Qt would abort the process)."""
+    if not sys.platform.startswith("linux") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    display = os.environ.get("DISPLAY")
+    hint = "run with --no-display (and --record FILE, --virtual-cam or --keypoints-out)"
+    if not display:
+        raise UsageError(f"no display found ($DISPLAY is not set): {hint}")
+    problem = x_display_problem(display)
+    if problem:
+        raise UsageError(f"no display found ($DISPLAY={display}: {problem}): {hint}")
+
+
+def x_display_problem(display: str, timeout_s: float = 2.0) -> str | None:
+    """Why the X server of ``display`` (``[host]:N[.S]``) does not answer, or None when it does.
+
+    Connects to its socket (``/tmp/.X11-unix/XN``, the abstract ``@/tmp/.X11-unix/XN``, or TCP
+    port 6000 + N) and sends the connection set-up request; any reply (even a refusal of
+    refusal: authorisation is the toolkit's business, with the cookie in ``$XAUTHORITY``) means
+    a server is there.
+    """
+    import socket
+    import struct
+
+    host, _, rest = display.rpartition(":")
+    try:
+        number = int(rest.split(".")[0])
+    except ValueError:
+        return "not a valid X display name"
+    if host.startswith("/"):  # launchd / path sockets (macOS XQuartz style)
+        targets = [(socket.AF_UNIX, display.split(":")[0])]
+    elif host in ("", "unix"):
+        path = f"/tmp/.X11-unix/X{number}"
+        targets = [(socket.AF_UNIX, "\0" + path), (socket.AF_UNIX, path)]
+    else:
+        targets = [(socket.AF_INET, (host, 6000 + number))]
+    reason = "the X server does not answer"
+    for family, address in targets:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout_s)
+                sock.connect(address)
+                sock.sendall(struct.pack("=cxHHHHxx", b"l" if sys.byteorder == "little" else b"B", 11, 0, 0, 0))
+                reply = sock.recv(8)
+        except OSError as exc:
+            reason = f"cannot connect to the X server: {exc.strerror or exc}"
+            continue
+        if reply:
+            return None
+        reason = "the X server closed the connection without a reply"
+    return reason
 
 
 @dataclass
@@ -537,22 +634,38 @@ def _close_all(sinks: Sequence[Any]) -> None:
             close()
         except (RecorderError, OSError) as exc:
             errors.append(exc)
+    for exc in errors[1:]:
+        log.error("%s", exc)
     if errors:
         raise errors[0]
 
 
 def _run(source: FrameSource, session: Session, sinks: list[Any], mode: str, duration_s: float | None = None,
          on_frame: Any = None) -> LoopReport:
+    tally = FaceTally()
     try:
         with terminate_as_interrupt():
-            loop = FrameLoop(source, session.pipeline, sinks, mode=mode, duration_s=duration_s, on_frame=on_frame)
+            loop = FrameLoop(source, session.pipeline, [tally, *sinks], mode=mode, duration_s=duration_s,
+                             on_frame=on_frame)
             report = loop.run()
-    finally:
-        try:
+    except BaseException:
+        try:  # finalise what can be; the first error is the one reported
             _close_all(sinks)
+        except (RecorderError, OSError) as exc:
+            log.error("%s", exc)
         finally:
             source.close()
             session.close()
+        raise
+    try:
+        _close_all(sinks)
+    finally:
+        source.close()
+        session.close()
+    if report.frames_in == 0 and not report.interrupted:
+        raise UsageError(f"{source.describe()}: no frame could be read (an empty or unreadable video?); "
+                         "nothing was written")
+    report.outputs += tally.report()
     for sink in sinks:
         report.outputs += [r.summary() for r in getattr(sink, "reports", [])]
         if isinstance(sink, KeypointSink):
@@ -674,16 +787,29 @@ def _call(fn: Any, opts: Any, prog: str) -> int:
     return 0
 
 
+def _camera_mode(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--resolution / --fps request a camera mode: refused with --video (a file plays as it is),
+    defaults filled in otherwise."""
+    if args.video is not None:
+        given = [f"--{k}" for k in ("resolution", "fps") if getattr(args, k) is not None]
+        if given:
+            p.error(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} a camera's mode; with --video the "
+                    "file's own size and frame rate are used: drop the option")
+    args.resolution = args.resolution or (1280, 720)
+    args.fps = args.fps or 30.0
+
+
 def live_main(argv: list[str] | None = None) -> int:
     """``tryon live``."""
     p = argparse.ArgumentParser(prog="tryon live", description="Try accessories on live, from a webcam or a video.",
                                 epilog=KEY_HELP)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--camera", type=int, default=0, help="camera index (default 0)")
+    src.add_argument("--camera", type=camera_index, default=0, help="camera index (default 0)")
     src.add_argument("--video", type=Path, help="video file instead of a camera")
-    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH",
-                   help="requested camera resolution (default 1280x720)")
-    p.add_argument("--fps", type=float, default=30.0, help="requested camera frame rate")
+    p.add_argument("--resolution", type=parse_resolution, default=None, metavar="WxH",
+                   help="requested camera resolution (default 1280x720; not with --video)")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="requested camera frame rate (default 30; not with --video)")
     p.add_argument("--no-pace", action="store_true", help="with --video: every frame, as fast as possible")
     p.add_argument("--loop", action="store_true", help="with --video: start over at the end")
     p.add_argument("--mode", choices=("auto", "sync", "async"), default="auto",
@@ -700,6 +826,7 @@ def live_main(argv: list[str] | None = None) -> int:
     _add_model_args(p)
     _add_output_args(p)
     args = p.parse_args(argv)
+    _camera_mode(p, args)
     if args.no_display and not (args.record or args.virtual_cam or args.keypoints_out):
         log.warning("--no-display without --record, --virtual-cam or --keypoints-out: nothing is kept")
     print(f"tryon live: {KEY_HELP}")
@@ -717,19 +844,19 @@ def record_main(argv: list[str] | None = None) -> int:
                                 description="Run the try-on on a video or camera and write every frame to a file.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", type=Path, help="input video")
-    src.add_argument("--camera", type=int, help="camera index")
+    src.add_argument("--camera", type=camera_index, help="camera index")
     p.add_argument("--out", type=Path, required=True, help="output video (.mp4, or .avi)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds of input")
-    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH",
-                   help="requested camera resolution")
-    p.add_argument("--fps", type=float, default=30.0, help="requested camera frame rate")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds of input")
+    p.add_argument("--resolution", type=parse_resolution, default=None, metavar="WxH",
+                   help="requested camera resolution (default 1280x720; not with --video)")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="requested camera frame rate (default 30; not with --video)")
     p.add_argument("--hud", action="store_true", help="burn the HUD into the video")
     _add_accessory_args(p)
     _add_model_args(p)
     _add_output_args(p)
     args = p.parse_args(argv)
-    if args.duration is not None and args.duration <= 0:
-        p.error("--duration must be > 0")
+    _camera_mode(p, args)
     opts = RecordOptions(out=args.out, session=_session_options(args), output=_output_options(args),
                          video=args.video, camera=args.camera, duration=args.duration, resolution=args.resolution,
                          fps=args.fps, hud=args.hud)
@@ -742,17 +869,15 @@ def demo_main(argv: list[str] | None = None) -> int:
                                 description="Render a try-on demo video from scikit-image's astronaut portrait "
                                             "under synthetic camera motion (no webcam, no download).")
     p.add_argument("--out", type=Path, default=Path("demo.mp4"), help="output video")
-    p.add_argument("--seconds", type=float, default=10.0, help="duration")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="duration")
+    p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate")
     p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH")
-    p.add_argument("--switch-every", type=float, default=1.5, metavar="S", help="seconds per accessory")
+    p.add_argument("--switch-every", type=positive_float, default=1.5, metavar="S", help="seconds per accessory")
     p.add_argument("--no-hud", action="store_true", help="no HUD in the video")
     _add_accessory_args(p)
     _add_model_args(p)
     _add_output_args(p)
     args = p.parse_args(argv)
-    if args.seconds <= 0 or args.fps <= 0 or args.switch_every <= 0:
-        p.error("--seconds, --fps and --switch-every must be > 0")
     opts = DemoOptions(out=args.out, session=_session_options(args), output=_output_options(args),
                        seconds=args.seconds, fps=args.fps, resolution=args.resolution, switch_every=args.switch_every,
                        hud=not args.no_hud)

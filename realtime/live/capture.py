@@ -220,6 +220,8 @@ class CameraSource(_ThreadedSource):
                  fourcc: str | None = "MJPG", opener: Callable[[int], Any] = cv2.VideoCapture,
                  backoff_start_s: float = BACKOFF_START_S, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         super().__init__()
+        if int(index) < 0:  # OpenCV's "any camera" index, which crashes some back-ends
+            raise CameraError(f"camera index must be >= 0, got {index}")
         self.index, self._req_size, self._req_fps, self._fourcc = index, size_wh, fps, fourcc
         self._opener = opener
         self._backoff = (backoff_start_s, backoff_max_s)
