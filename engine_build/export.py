@@ -50,6 +50,7 @@ from torch import nn
 
 from realtime.artifacts import BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta, artifact_name
 from realtime.checkpoint import load_model
+from realtime.cli import positive_float, positive_int
 from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
 from realtime.io import atomic_write_bytes, file_sha256
@@ -386,6 +387,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | P
         for backend in backends.values():
             backend.close()
         final = {p: out_dir / p.name for p in (fg_path, frame_path, fp16_path) if p is not None}
+        for dst in [*final.values(), out_dir / "export.json"]:
+            if dst.exists():
+                log.warning("%s exists: replaced by this export", dst)
+        if fp16_path is None:  # an fp16 graph of an earlier export would no longer match the fp32 one
+            stale = out_dir / artifact_name(cfg.category, cfg.input_size, "frame", "fp16")
+            if stale.exists():
+                log.warning("removing %s: an earlier export's FP16 graph, which this export (--no-fp16) does not "
+                            "match", stale)
+                stale.unlink()
         for src, dst in final.items():
             os.replace(src, dst)
         result = ExportResult(out_dir=out_dir, fg_path=final[fg_path], frame_path=final[frame_path],
@@ -412,9 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="add a 'keypoints' output (plain soft-argmax, float32) to the frame graphs")
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the FP16 frame graph")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="verification samples")
-    parser.add_argument("--fp16-tolerance", type=float, default=FP16_TOLERANCE_PX,
+    parser.add_argument("--fp16-tolerance", type=positive_float, default=FP16_TOLERANCE_PX,
                         help="max fp16 vs fp32 keypoint error in px")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads")
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")

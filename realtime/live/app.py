@@ -46,7 +46,7 @@ from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, Portrait
 from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE
 from realtime.live.pipeline import STATUS_OK as EST_OK
 from realtime.live.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
-from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, terminate_as_interrupt
+from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, check_output, terminate_as_interrupt
 from realtime.live.render import draw_hud, draw_quad, mirror
 from realtime.live.smoothing import SmoothingConfig
 from realtime.procedural import accessory_by_name, bundled_accessories
@@ -675,10 +675,19 @@ def _run(source: FrameSource, session: Session, sinks: list[Any], mode: str, dur
     return report
 
 
+def _check_outputs(output: OutputOptions, video: Path | None) -> None:
+    """Before the models load: every output can be written (folder, no other writer)."""
+    if output.keypoints_out:
+        check_output(output.keypoints_out, "keypoint log")
+    if video:
+        check_output(video, "video")
+
+
 def run_live(opts: LiveOptions) -> LoopReport:
     """``tryon live``: camera or video -> try-on -> window / recording / virtual camera."""
     if opts.display:
         check_display()
+    _check_outputs(opts.output, opts.record)
     session = build_session(opts.session)
     source = None
     sinks: list[Any] = []
@@ -712,6 +721,7 @@ def run_record(opts: RecordOptions) -> LoopReport:
     From a file every frame is inferred; from a camera, inference runs asynchronously when
     it is slower than the camera, so the file plays at the camera's speed.
     """
+    _check_outputs(opts.output, opts.out)
     session = build_session(opts.session)
     sinks: list[Any] = []
     try:
@@ -744,6 +754,7 @@ def run_demo(opts: DemoOptions) -> LoopReport:
     """``tryon demo``: the astronaut portrait under synthetic camera motion, cycling accessories."""
     from skimage.data import astronaut  # public-domain portrait bundled with scikit-image
 
+    _check_outputs(opts.output, opts.out)
     session = build_session(opts.session)
     source = PortraitMotionSource(astronaut(), size_wh=opts.resolution, fps=opts.fps, seconds=opts.seconds)
     schedule = demo_schedule(session.pipeline.catalogue)

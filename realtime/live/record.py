@@ -29,6 +29,7 @@ import logging
 import os
 import queue
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -75,7 +76,17 @@ def _partial_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
-def prepare_output(path: Path, what: str) -> Any:
+def check_output(path: Path, what: str) -> None:
+    """Fail fast, before any work, when ``path`` cannot be written: its folder is created and
+    probed with a temporary file, and no other process may be writing ``path`` now.
+
+    Raises:
+        RecorderError: the folder is not writable (named), or another process writes ``path``.
+    """
+    prepare_output(path, what, claim=False)
+
+
+def prepare_output(path: Path, what: str, claim: bool = True) -> Any:
     """Create ``path``'s folder and claim ``path`` for this process; warn when it exists.
 
     Returns:
@@ -87,13 +98,17 @@ def prepare_output(path: Path, what: str) -> Any:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if not claim:
+            tempfile.TemporaryFile(dir=folder).close()  # the folder takes a new file (permissions, read-only)
         release = claim_output(path)
     except OutputInUse as exc:
         raise RecorderError(f"{what} {exc}") from None
     except OSError as exc:
         raise RecorderError(f"cannot write {what} {path}: folder {folder} is not writable "
                             f"({exc.strerror or exc}); choose another folder or fix its permissions") from None
-    if path.exists():
+    if not claim:
+        release()
+    elif path.exists():
         log.warning("%s exists: it is replaced by this %s", path, what)
     return release
 

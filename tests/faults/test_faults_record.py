@@ -74,14 +74,16 @@ def test_second_recorder_of_the_same_path_is_refused(tmp_path, clip, tiny_glasse
     assert f"{frames} frames" in stdout
 
 
-def test_existing_output_is_not_replaced_without_a_word(tmp_path, clip, tiny_glasses):
+def test_existing_output_is_not_replaced_without_a_word(tmp_path, clip, tiny_glasses, caplog):
     """Before: overwritten silently (``tryon train`` warns in the same situation)."""
+    from realtime.live.app import record_main
+
     out, kp = tmp_path / "old.avi", tmp_path / "old.jsonl"
     out.write_bytes(b"an earlier recording")
     kp.write_text("{}\n")
-    res = run_tryon(_record_args(clip, tiny_glasses, out, "--keypoints-out", kp, "--duration", "0.2"))
-    assert res.rc == 0, res.text
-    assert f"{out} exists" in res.err and f"{kp} exists" in res.err
+    assert record_main([str(a) for a in _record_args(clip, tiny_glasses, out, "--keypoints-out", kp,
+                                                     "--duration", "0.2")][1:]) == 0
+    assert f"{out} exists" in caplog.text and f"{kp} exists" in caplog.text
     assert count_frames(out) == 3
 
 
