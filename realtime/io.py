@@ -31,11 +31,17 @@ def current_umask() -> int:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename), mode 0666 & ~umask."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename), mode 0666 & ~umask.
+
+    Raises:
+        OSError: of the same kind as the cause (full disk, permission, read-only file system),
+            with a message naming ``path``; nothing was replaced.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             if hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp creates 0600
@@ -44,12 +50,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno is not None:  # name the file (a write error names none)
             raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror} (nothing was replaced: an earlier "
                             f"{path.name}, if any, is intact)") from exc
         raise
+
+
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check that it takes a new file (permissions, read-only
+    file system, a full disk's inode table), so a long job fails before it starts, not at the end.
+
+    Raises:
+        OSError: of the cause's kind, with a message naming the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"folder {folder} is not writable ({exc.strerror or exc}); choose another "
+                        "folder or fix its permissions") from None
+    return folder
 
 
 class OutputInUse(RuntimeError):

@@ -41,7 +41,7 @@ import numpy as np
 from realtime.accessories import Accessory
 from realtime.config import BODY_CLASSES, FACE_CLASSES, category_input_size, check_category
 from realtime.procedural import STYLES, generate_accessory
-from training.strat import StratWriter, composite_sample
+from training.strat import StratWriter, composite_sample, read_dataset_meta
 
 log = logging.getLogger(__name__)
 
@@ -632,6 +632,12 @@ def make_synthetic(category: str, n: int, size: int | None, out_dir: str | Path,
     split_dir = Path(out_dir) / split
     info = {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "size": size,
             "split": split, "n": int(n), "accessory_seeds": ACCESSORY_SEEDS}
+    earlier = read_dataset_meta(split_dir).get("generator") or {}
+    changed = [k for k in ("name", "version", "seed", "size", "accessory_seeds") if k in earlier and earlier[k] != info[k]]
+    if changed:  # resuming is only for the same settings: mixed sizes or seeds would pass as one dataset
+        raise ValueError(f"{split_dir} holds samples made with " + ", ".join(f"{k}={earlier[k]!r}" for k in changed)
+                         + "; this run asks " + ", ".join(f"{k}={info[k]!r}" for k in changed)
+                         + ": choose another --out, or delete the folder to start over")
     from tqdm import tqdm  # lazy: only the writer needs the bar
 
     t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESO
 from realtime.bench.report import environment, hardware_slug, write_report
 from realtime.bench.soak import run_soak, soak_markdown
 from realtime.config import CATEGORIES
+from realtime.io import ensure_writable_folder
 from realtime.live.capture import PortraitMotionSource
 from realtime.live.pipeline import TryOnPipeline
 from realtime.live.smoothing import SmoothingConfig
@@ -96,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--threads must be >= 1")
     if args.source != "synthetic" and not Path(args.source).is_file():
         p.error(f"--source: video file not found: {args.source}")
+    if args.json is not None:  # before the benchmark runs, not after
+        ensure_writable_folder(args.json.parent)
+        for path in (args.json, args.json.with_suffix(".md")):
+            if path.exists():
+                log.warning("%s exists: it is replaced by this report", path)
+    elif args.out_dir is not None:
+        ensure_writable_folder(args.out_dir)
     threads = args.threads or default_threads()
     resolver = ModelResolver(args.backend, checkpoints=args.checkpoint, onnx=args.onnx, engines=args.engine,
                              device=args.device, precision=args.precision, preset=args.preset, threads=threads)

@@ -29,7 +29,6 @@ import logging
 import os
 import queue
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from realtime.io import OutputInUse, claim_output
+from realtime.io import OutputInUse, claim_output, ensure_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +94,18 @@ def prepare_output(path: Path, what: str, claim: bool = True) -> Any:
     Raises:
         RecorderError: the folder cannot be written (named), or another process writes ``path``.
     """
-    folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not claim:
-            tempfile.TemporaryFile(dir=folder).close()  # the folder takes a new file (permissions, read-only)
+        if claim:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            ensure_writable_folder(path.parent)
         release = claim_output(path)
     except OutputInUse as exc:
         raise RecorderError(f"{what} {exc}") from None
     except OSError as exc:
-        raise RecorderError(f"cannot write {what} {path}: folder {folder} is not writable "
+        if not claim:  # ensure_writable_folder's message names the folder
+            raise RecorderError(f"cannot write {what} {path}: {exc.strerror}") from None
+        raise RecorderError(f"cannot write {what} {path}: folder {path.parent} is not writable "
                             f"({exc.strerror or exc}); choose another folder or fix its permissions") from None
     if not claim:
         release()
