@@ -15,7 +15,14 @@ problems the user must fix, with one message naming the cause:
   ``cannot read image PATH ...`` (skipped with that message while others remain; exit 2
   when none remain);
 * a missing or mismatched model: the :class:`~realtime.backends.base.BackendError` text;
-* ``--virtual-cam`` without ``pyvirtualcam`` installed, or no display for the window.
+* ``--virtual-cam`` without ``pyvirtualcam`` installed, or no display for the window
+  (``$DISPLAY`` unset, or naming an X server that does not answer);
+* an output that cannot be written (its folder named; checked before the models load),
+  one another process is writing, or a recording that does not read back (full disk);
+* an empty video; a negative ``--camera``; ``--fps`` / ``--resolution`` with ``--video``.
+
+A run in which no frame had a face, or the accessory never appeared, says so (warnings,
+and a ``faces:`` line in the summary).
 
 Keys in the live window: n / right arrow next accessory, p / left arrow previous,
 c category, m mirror, s smoothing, h HUD, r start/stop recording, space screenshot,
