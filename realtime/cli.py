@@ -37,15 +37,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (the message names the value; argparse adds the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(minimum: int, hint: str = ""):
+    """An argparse type: a whole number >= ``minimum`` (argparse names the option in its message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}" + (f" ({hint})" if hint else ""))
+        return value
+
+    return parse
+
+
+#: argparse type: a whole number >= 1.
+positive_int = int_at_least(1)
 
 
 def positive_float(text: str) -> float:

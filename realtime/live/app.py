@@ -45,7 +45,7 @@ import numpy as np
 
 from realtime.accessories import Accessory, load_accessory
 from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
-from realtime.cli import positive_float, positive_int
+from realtime.cli import int_at_least, positive_float, positive_int
 from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
@@ -86,16 +86,8 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
-def camera_index(text: str) -> int:
-    """``--camera N``: a camera index, N >= 0 (OpenCV crashes on some negative indices)."""
-    try:
-        index = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"camera index must be a whole number >= 0, got {text!r}") from None
-    if index < 0:
-        raise argparse.ArgumentTypeError(f"camera index must be >= 0, got {index} (0 is the first camera; "
-                                         "run with --camera 0, or --video FILE)")
-    return index
+#: ``--camera N``: N >= 0 (OpenCV crashes on some negative indices).
+camera_index = int_at_least(0, "0 is the first camera; or use --video FILE")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

@@ -73,17 +73,18 @@ def run_tryon(args: list[str], *, fsize: int | None = None, no_write_override: b
 
 
 def write_clip(path: Path, frames: int, size_wh=(320, 180), fps: float = 15.0) -> Path:
-    """A short MJPG clip of the astronaut portrait under synthetic motion."""
+    """A short clip of the astronaut portrait under synthetic motion, written by the product's
+    own recorder (MJPG in an AVI)."""
     from skimage.data import astronaut
 
     from realtime.live.capture import PortraitMotionSource
+    from realtime.live.record import VideoRecorder
 
     src = PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size_wh)
-    for i in range(src.frame_count):
-        w.write(src._get(i))
-    w.release()
-    return path
+    with VideoRecorder(path.with_suffix(".avi"), fps, size_wh) as rec:
+        while (frame := src.read()) is not None:
+            rec.write(frame.image)
+    return rec.path
 
 
 def count_frames(path: Path) -> int:

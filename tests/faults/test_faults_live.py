@@ -31,7 +31,7 @@ def test_negative_camera_index_is_refused_before_opencv(command, tiny_glasses, t
     res = run_tryon([command, "--camera", "-1", "--checkpoint", tiny_glasses, "--no-display" if command == "live"
                      else "--out", *([] if command == "live" else [tmp_path / "x.mp4"])])
     assert res.rc == 2, res.text
-    assert "camera index must be >= 0, got -1" in res.err
+    assert "--camera: must be >= 0, got -1" in res.err
 
 
 def _free_display() -> str:

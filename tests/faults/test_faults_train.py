@@ -16,7 +16,7 @@ from faultkit import REPO, child_env, preexec
 torch = pytest.importorskip("torch")
 
 from realtime.checkpoint import load_checkpoint  # noqa: E402
-from training.synthetic import make_synthetic  # noqa: E402
+from training.make_dataset import build_synthetic  # noqa: E402
 from training.train import main as train_main  # noqa: E402
 
 SMALL = 64
@@ -24,10 +24,9 @@ SMALL = 64
 
 @pytest.fixture(scope="module")
 def data64(tmp_path_factory) -> Path:
-    """8 training and 4 test synthetic glasses samples at 64 px."""
+    """8 training and 4 test synthetic glasses samples at 64 px (as ``tryon make-dataset`` makes them)."""
     root = tmp_path_factory.mktemp("synth64")
-    make_synthetic("glasses", 8, SMALL, root, seed=0, split="train", progress=False)
-    make_synthetic("glasses", 4, SMALL, root, seed=0, split="test", progress=False)
+    build_synthetic("glasses", 12, root, size=SMALL, test_fraction=1 / 3, progress=False)
     return root
 
 
