@@ -633,7 +633,8 @@ def make_synthetic(category: str, n: int, size: int | None, out_dir: str | Path,
     info = {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "size": size,
             "split": split, "n": int(n), "accessory_seeds": ACCESSORY_SEEDS}
     earlier = read_dataset_meta(split_dir).get("generator") or {}
-    changed = [k for k in ("name", "version", "seed", "size", "accessory_seeds") if k in earlier and earlier[k] != info[k]]
+    changed = [k for k in ("name", "version", "seed", "size", "accessory_seeds")
+               if k in earlier and earlier[k] != info[k]]
     if changed:  # resuming is only for the same settings: mixed sizes or seeds would pass as one dataset
         raise ValueError(f"{split_dir} holds samples made with " + ", ".join(f"{k}={earlier[k]!r}" for k in changed)
                          + "; this run asks " + ", ".join(f"{k}={info[k]!r}" for k in changed)

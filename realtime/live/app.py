@@ -50,9 +50,8 @@ from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
                                    open_source)
-from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE
+from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.pipeline import STATUS_OK as EST_OK
-from realtime.live.pipeline import FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, check_output, terminate_as_interrupt
 from realtime.live.render import draw_hud, draw_quad, mirror
 from realtime.live.smoothing import SmoothingConfig

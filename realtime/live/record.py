@@ -208,6 +208,7 @@ class VideoRecorder:
         self.frames = 0
         self.dropped = 0
         self._error: BaseException | None = None
+        self._failure: str | None = None
         self._start = time.monotonic()
         self._closed = False
         self.report: RecordingReport | None = None
@@ -251,8 +252,15 @@ class VideoRecorder:
         return True
 
     def close(self) -> RecordingReport:
-        """Drain the queue, release the writer and move the file to its final name."""
+        """Drain the queue, release the writer, read the file back and move it to its final name.
+
+        Raises:
+            RecorderError: the encoder failed, or the file does not give back every frame
+                written (again on every later call: a failed recording never reads as done).
+        """
         if self.report is not None:
+            if self._failure is not None:
+                raise RecorderError(self._failure)
             return self.report
         self._closed = True
         failure = None
@@ -284,7 +292,8 @@ class VideoRecorder:
         self.report = RecordingReport(self.path, self.codec, self.frames, self.dropped, self.fps,
                                       time.monotonic() - self._start)
         if self._error is not None:
-            raise RecorderError(f"writing {self.path} failed: {self._error}")
+            failure = f"writing {self.path} failed: {self._error}"
+        self._failure = failure
         if failure is not None:
             raise RecorderError(failure)
         return self.report

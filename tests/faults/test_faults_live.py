@@ -3,7 +3,6 @@ sources without a face, videos that are not videos, options that do not apply.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
