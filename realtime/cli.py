@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, RuntimeError) as exc:  # OSError: a full disk, a folder without write rights
+    except (OSError, ValueError, RuntimeError, ArithmeticError) as exc:  # OSError: a full disk, no write rights;
+        # ArithmeticError: a diverged training run (non-finite loss)
         if args.verbose:
             raise
         print(f"tryon {args.command}: error: {exc}", file=sys.stderr)

@@ -549,7 +549,9 @@ class _Trainer:
                 hm, sem = self.model(bg, fg)
             loss, parts = total_loss(hm, target, sem, labels, cfg.loss)
             if not math.isfinite(parts["total"]):
-                raise FloatingPointError(f"non-finite loss {parts} at epoch {self.epoch + 1}, step {self.step}")
+                raise FloatingPointError(f"non-finite loss {parts} at epoch {self.epoch + 1}, step {self.step}: the "
+                                         f"run diverged (lower optim.lr, or check the data); checkpoints written "
+                                         f"before it in {self.out} are kept")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:

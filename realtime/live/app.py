@@ -52,7 +52,8 @@ from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, Portrait
                                    open_source)
 from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.pipeline import STATUS_OK as EST_OK
-from realtime.live.record import KeypointLog, RecorderError, VideoRecorder, check_output, terminate_as_interrupt
+from realtime.live.record import (KeypointLog, RecorderError, VideoRecorder, check_output, check_video_suffix,
+                                  terminate_as_interrupt)
 from realtime.live.render import draw_hud, draw_quad, mirror
 from realtime.live.smoothing import SmoothingConfig
 from realtime.procedural import accessory_by_name, bundled_accessories
@@ -678,6 +679,7 @@ def _check_outputs(output: OutputOptions, video: Path | None) -> None:
     if output.keypoints_out:
         check_output(output.keypoints_out, "keypoint log")
     if video:
+        check_video_suffix(video)
         check_output(video, "video")
 
 

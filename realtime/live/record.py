@@ -148,6 +148,19 @@ def _opencv_quiet() -> Iterator[None]:
         cv_logging.setLogLevel(level)
 
 
+def check_video_suffix(path: Path) -> str:
+    """``path``'s suffix, lower case, if the recorder writes it.
+
+    Raises:
+        RecorderError: an unsupported suffix (named, with the supported ones).
+    """
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise RecorderError(f"output {path}: unsupported video suffix {path.suffix!r}; use one of "
+                            f"{', '.join(VIDEO_SUFFIXES)}")
+    return suffix
+
+
 def open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, Path, str]:
     """Open a ``cv2.VideoWriter`` with the first codec that works for ``path``'s suffix.
 
@@ -157,10 +170,7 @@ def open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, 
     Raises:
         RecorderError: unsupported suffix, or no codec could be opened.
     """
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise RecorderError(f"output {path}: unsupported video suffix {path.suffix!r}; use one of "
-                            f"{', '.join(VIDEO_SUFFIXES)}")
+    suffix = check_video_suffix(path)
     chain = AVI_CODECS if suffix == ".avi" else MP4_CODECS
     tried = []
     for fourcc, ext in chain:

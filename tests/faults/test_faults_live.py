@@ -93,3 +93,10 @@ def test_options_that_would_be_ignored_or_coerced_are_refused(argv, message, tmp
     assert rc == 2, text
     assert message in text
     assert not out.exists()
+
+
+def test_an_unsupported_video_suffix_is_refused_before_the_model_loads(tmp_path, clip, capsys):
+    """Before: refused only at the first frame, after the models had loaded (seconds to minutes)."""
+    rc, text = _tryon(["record", "--video", clip, "--out", tmp_path / "o.gif", "--checkpoint",
+                       tmp_path / "never_opened.pt"], capsys)
+    assert rc == 2 and "unsupported video suffix '.gif'" in text

@@ -180,3 +180,10 @@ def tiny64_backend():
         return backend
 
     return make
+
+
+def test_a_diverged_run_is_an_error_not_a_traceback(data64, tmp_path, capsys):
+    """Before: a raw FloatingPointError traceback."""
+    rc, text = _tryon(_train_args(data64, tmp_path / "run", "optim.epochs=3", "optim.lr=1e12"), capsys)
+    assert rc != 0
+    assert "non-finite loss" in text and "lower optim.lr" in text and "Traceback" not in text
