@@ -22,6 +22,11 @@ pixels (:class:`realtime.codec.HeatmapCodec`):
   activation to float16 as a GPU stores it; the plain ORT run of the FP16 file is reported
   too (it proves the file loads and runs).
 
+The fp32 frame graph also gets the OpenVINO bf16 keypoint check (bf16 vs fp32 on the same
+inputs, :func:`realtime.backends.openvino_backend.bf16_keypoint_check`) in its metadata: the
+OpenVINO backend runs a model in bf16 only where that check passed (on a CPU without native
+bf16 it records that nothing could be measured).
+
 Files are written to a temporary folder inside ``--out`` and moved into place only when
 every check passed, so a failed export leaves nothing that a backend could pick up.
 """
@@ -30,40 +35,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import logging
 import os
 import shutil
 import tempfile
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnx
-import torch
-from torch import nn
 
-from realtime.artifacts import BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta, artifact_name
+from realtime.artifacts import artifact_name
+from realtime.backends.graph_export import (FP32_TOLERANCE_PX, MIN_OPSET, FrameWithKeypoints, KeypointErrorStats,  # noqa: F401
+                                            compare_keypoints, export_fp32_graphs, synthetic_backgrounds,
+                                            synthetic_pairs, update_meta, with_meta)
 from realtime.checkpoint import load_model
 from realtime.cli import positive_float, positive_int
-from realtime.codec import HeatmapCodec
 from realtime.config import ModelConfig
 from realtime.io import atomic_write_bytes, file_sha256
-from realtime.model import ForegroundPath, FramePath, TryOnNet
-from realtime.preprocess import background_input, foreground_input
+from realtime.model import TryOnNet
 
 log = logging.getLogger(__name__)
 
-#: Lowest opset accepted (Resize/Softmax semantics we rely on are those of opset >= 13;
-#: 17 is the floor asked for and supported by TensorRT 10's parser and ORT >= 1.11).
-MIN_OPSET = 17
-#: Tolerances on decoded keypoints, in pixels at network resolution.
-FP32_TOLERANCE_PX = 0.1
+#: Tolerance of the FP16 graph vs fp32 on decoded keypoints, in pixels at network resolution
+#: (fp32 runtimes vs PyTorch: FP32_TOLERANCE_PX, realtime.backends.graph_export).
 FP16_TOLERANCE_PX = 1.0
 #: Default number of verification samples.
 DEFAULT_SAMPLES = 32
@@ -71,27 +68,6 @@ DEFAULT_SAMPLES = 32
 
 class ExportVerificationError(RuntimeError):
     """An exported graph does not reproduce the reference within tolerance (message has the numbers)."""
-
-
-@dataclass
-class KeypointErrorStats:
-    """Euclidean keypoint errors in pixels over samples x 4 corners."""
-
-    n: int
-    mean_px: float
-    p95_px: float
-    max_px: float
-    worst_sample: int = -1
-
-    @classmethod
-    def between(cls, a_pts: np.ndarray, b_pts: np.ndarray) -> "KeypointErrorStats":
-        """Stats of ``|a - b|`` for (N, K, 2) keypoint arrays."""
-        d = np.linalg.norm(np.asarray(a_pts, np.float64) - np.asarray(b_pts, np.float64), axis=-1)  # (N, K)
-        return cls(n=int(d.size), mean_px=float(d.mean()), p95_px=float(np.percentile(d, 95)),
-                   max_px=float(d.max()), worst_sample=int(np.unravel_index(np.argmax(d), d.shape)[0]))
-
-    def __str__(self) -> str:
-        return f"mean {self.mean_px:.4f} px, p95 {self.p95_px:.4f} px, max {self.max_px:.4f} px over {self.n} points"
 
 
 @dataclass
@@ -128,44 +104,6 @@ class ExportResult:
 # Graphs
 # --------------------------------------------------------------------------------------
 
-class FrameWithKeypoints(nn.Module):
-    """Per-frame graph with an extra ``keypoints`` output: the paper's plain soft-argmax
-    (Eq. 4, ``refine="none"``) of the heatmaps, computed by the codec's own torch decoder in float32."""
-
-    def __init__(self, net: TryOnNet) -> None:
-        super().__init__()
-        self.frame = FramePath(net)
-        self.codec = HeatmapCodec(dataclasses.replace(net.cfg.codec, refine="none"))
-
-    def forward(self, bg: torch.Tensor, f_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hm = self.frame(bg, f_f)  # (1, 4, S, S)
-        return hm, self.codec.decode_torch(hm)  # (1, 4, 2)
-
-
-def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str],
-             output_names: list[str], opset: int) -> onnx.ModelProto:
-    """Trace ``module`` (in eval mode) to an ONNX model with static shapes."""
-    buf = io.BytesIO()
-    module.eval()  # the exporter restores the wrapper's mode afterwards: keep it eval
-    with warnings.catch_warnings():
-        # torch >= 2.9 warns that the TorchScript exporter is legacy; it needs no onnxscript.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=input_names,
-                          output_names=output_names, do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
-
-
-def _with_meta(model: onnx.ModelProto, meta: ArtifactMeta) -> onnx.ModelProto:
-    onnx.helper.set_model_props(model, meta.to_props())
-    model.producer_name = "tryon"
-    model.producer_version = meta.tryon_version
-    model.doc_string = (f"tryon {meta.graph} graph for {meta.category} ({meta.input_size}px, {meta.precision}); "
-                        f"metadata in metadata_props")
-    onnx.checker.check_model(model)
-    return model
-
-
 def export_graphs(net: TryOnNet, out_dir: Path, *, opset: int = MIN_OPSET, keypoints: bool = False,
                   fp16: bool = True, source_checkpoint: str = "", checkpoint_sha256: str = ""
                   ) -> tuple[Path, Path, Path | None]:
@@ -176,79 +114,28 @@ def export_graphs(net: TryOnNet, out_dir: Path, *, opset: int = MIN_OPSET, keypo
     """
     from engine_build.fp16 import convert_to_fp16
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"--opset must be >= {MIN_OPSET}, got {opset}")
-    cfg = net.cfg
-    net = net.eval()
-    s = cfg.input_size
-    fg_name = artifact_name(cfg.category, s, "fg", "fp32")
-    common = dict(model_config=cfg.to_dict(), source_checkpoint=source_checkpoint,
-                  source_checkpoint_sha256=checkpoint_sha256, opset=opset)
-
-    fg = torch.zeros(1, 4, s, s)
-    bg = torch.zeros(1, 3, s, s)
-    with torch.inference_mode():
-        f_f = net.encode_foreground(fg)  # (1, C, S/32, S/32)
-    f_f = f_f.clone()
-
-    fg_model = _to_onnx(ForegroundPath(net), (fg,), [FG_INPUT], [FEATURES], opset)
-    fg_path = out_dir / fg_name
-    atomic_write_bytes(fg_path, _with_meta(fg_model, ArtifactMeta(graph="fg", precision="fp32", outputs=[FEATURES],
-                                                                  **common)).SerializeToString())
-
-    outputs = [HEATMAPS, KEYPOINTS] if keypoints else [HEATMAPS]
-    frame_module = FrameWithKeypoints(net) if keypoints else FramePath(net)
-    frame_model = _to_onnx(frame_module, (bg, f_f), [BG_INPUT, FEATURES], outputs, opset)
-    frame_meta = ArtifactMeta(graph="frame", precision="fp32", outputs=outputs, fg_graph=fg_name, **common)
-    frame_path = out_dir / artifact_name(cfg.category, s, "frame", "fp32")
-    atomic_write_bytes(frame_path, _with_meta(frame_model, frame_meta).SerializeToString())
-
+    graphs = export_fp32_graphs(net, out_dir, opset=opset, keypoints=keypoints, source_checkpoint=source_checkpoint,
+                                checkpoint_sha256=checkpoint_sha256)
+    frame_model, frame_meta, cfg = graphs.frame_model, graphs.frame_meta, net.cfg
     fp16_path = None
     if fp16:
         half_model, kept = convert_to_fp16(frame_model)
         half_meta = dataclasses.replace(frame_meta, precision="fp16", fp32_nodes=kept)
-        fp16_path = out_dir / artifact_name(cfg.category, s, "frame", "fp16")
-        atomic_write_bytes(fp16_path, _with_meta(half_model, half_meta).SerializeToString())
-    return fg_path, frame_path, fp16_path
+        fp16_path = out_dir / artifact_name(cfg.category, cfg.input_size, "frame", "fp16")
+        atomic_write_bytes(fp16_path, with_meta(half_model, half_meta).SerializeToString())
+    return graphs.fg_path, graphs.frame_path, fp16_path
 
 
 # --------------------------------------------------------------------------------------
 # Verification inputs
 # --------------------------------------------------------------------------------------
 
-def synthetic_backgrounds(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` deterministic face-like RGB backgrounds (S, S, 3) uint8: a smooth colour field,
-    a skin-toned head ellipse with eyes, brows and mouth, and sensor-like noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        corners = rng.integers(0, 256, size=(2, 2, 3)).astype(np.float32)
-        img = cv2.resize(corners, (size, size), interpolation=cv2.INTER_LINEAR)
-        cx, cy = size * rng.uniform(0.4, 0.6), size * rng.uniform(0.45, 0.6)
-        ax, ay = size * rng.uniform(0.2, 0.3), size * rng.uniform(0.28, 0.38)
-        angle = rng.uniform(-20, 20)
-        skin = rng.uniform([150, 100, 80], [240, 190, 160])
-        cv2.ellipse(img, (int(cx), int(cy)), (int(ax), int(ay)), angle, 0, 360, skin.tolist(), -1, cv2.LINE_AA)
-        dark = (rng.uniform(20, 70),) * 3
-        for side in (-1, 1):
-            ex, ey = cx + side * 0.4 * ax, cy - 0.2 * ay
-            cv2.ellipse(img, (int(ex), int(ey)), (max(int(0.15 * ax), 1), max(int(0.07 * ay), 1)), angle, 0, 360,
-                        dark, -1, cv2.LINE_AA)
-            cv2.line(img, (int(ex - 0.15 * ax), int(ey - 0.15 * ay)), (int(ex + 0.15 * ax), int(ey - 0.17 * ay)),
-                     dark, max(size // 100, 1), cv2.LINE_AA)
-        cv2.ellipse(img, (int(cx), int(cy + 0.45 * ay)), (max(int(0.25 * ax), 1), max(int(0.05 * ay), 1)), angle,
-                    0, 360, (150, 60, 60), -1, cv2.LINE_AA)
-        img += rng.normal(0.0, 4.0, img.shape).astype(np.float32)
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return out
-
-
 def verification_pairs(cfg: ModelConfig, data: str | Path | None = None, samples: int = DEFAULT_SAMPLES,
                        seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
     """``samples`` (foreground RGBA, background RGB) pairs at network size, and a description.
 
     From the STRAT split ``data`` (evenly spaced samples, :class:`training.strat.StratDataset`)
-    if given, else the bundled accessories cycled over :func:`synthetic_backgrounds`.
+    if given, else :func:`realtime.backends.graph_export.synthetic_pairs`.
     """
     s = cfg.input_size
     if data is not None:
@@ -263,63 +150,27 @@ def verification_pairs(cfg: ModelConfig, data: str | Path | None = None, samples
             item = ds[int(i)]
             pairs.append((item["foreground"], item["background"]))
         return pairs, f"{len(pairs)} samples of STRAT split {ds.split_dir}"
-    from realtime.procedural import bundled_accessories
-
-    accs = bundled_accessories(cfg.category)
-    bgs = synthetic_backgrounds(samples, s, seed)
-    pairs = [(accs[i % len(accs)].rgba, bgs[i]) for i in range(samples)]
-    return pairs, f"{samples} synthetic backgrounds x {len(accs)} bundled {cfg.category} accessories"
-
-
-# --------------------------------------------------------------------------------------
-# Verification
-# --------------------------------------------------------------------------------------
-
-
-
-def compare_keypoints(net: TryOnNet, backends: dict[str, Any], pairs: list[tuple[np.ndarray, np.ndarray]]
-                      ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Decoded keypoints (N, 4, 2) of torch and of each backend on the same inputs.
-
-    Returns:
-        ``({"torch": pts, name: pts, ...}, {name: mean per-frame ms})``; the timings are the
-        per-frame calls made here (torch ``forward_frame`` / backend ``infer``, F_f cached,
-        no decoding), a rough figure, not a benchmark.
-    """
-    from tqdm import tqdm
-
-    cfg = net.cfg
-    codec = HeatmapCodec(cfg.codec)
-    pts: dict[str, list[np.ndarray]] = {"torch": [], **{k: [] for k in backends}}
-    secs: dict[str, float] = {"torch": 0.0, **{k: 0.0 for k in backends}}
-    for fg_rgba, bg_rgb in tqdm(pairs, desc="verify", unit="sample", leave=False):
-        fg_in, _ = foreground_input(fg_rgba, cfg.input_size)
-        bg_in = background_input(_at_size(bg_rgb, cfg.input_size))
-        with torch.inference_mode():
-            f_f = net.encode_foreground(torch.from_numpy(fg_in))
-            t0 = time.perf_counter()
-            hm = net.forward_frame(torch.from_numpy(bg_in), f_f, semantic_logits=False)[0].numpy()
-            secs["torch"] += time.perf_counter() - t0
-        pts["torch"].append(codec.decode(hm).pts_xy[0])
-        for name, backend in backends.items():
-            backend.set_foreground(fg_in)
-            t0 = time.perf_counter()
-            hm = backend.infer(bg_in)
-            secs[name] += time.perf_counter() - t0
-            pts[name].append(codec.decode(hm).pts_xy[0])
-    n = max(len(pairs), 1)
-    return {k: np.stack(v) for k, v in pts.items()}, {k: 1e3 * v / n for k, v in secs.items()}
-
-
-def _at_size(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[:2] == (size, size):
-        return img
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return synthetic_pairs(cfg, samples, seed)
 
 
 # --------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------
+
+def store_bf16_check(frame_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]], threads: int) -> dict[str, Any]:
+    """Measure the OpenVINO bf16 keypoint check of the fp32 frame graph on the verification
+    inputs and store it in the graph's metadata (``bf16_check``); without OpenVINO, store why not."""
+    from realtime.backends.openvino_backend import bf16_keypoint_check
+    from realtime.backends.resolver import openvino_available
+
+    if openvino_available():
+        check = bf16_keypoint_check(frame_path, pairs, threads)
+    else:
+        check = {"measured": False, "reason": "openvino is not installed where the graph was exported"}
+    update_meta(frame_path, bf16_check=check)
+    log.info("bf16 keypoint check (OpenVINO bf16 vs fp32): %s", check)
+    return check
+
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | Path | None = None,
                       opset: int = MIN_OPSET, keypoints: bool = False, fp16: bool = True,
@@ -386,6 +237,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | P
                     f"(engine_build.fp16.DEFAULT_FP32_OPS) or export with --no-fp16.")
         for backend in backends.values():
             backend.close()
+        bf16_check = store_bf16_check(frame_path, pairs, intra_op_threads or 1)
         final = {p: out_dir / p.name for p in (fg_path, frame_path, fp16_path) if p is not None}
         for dst in [*final.values(), out_dir / "export.json"]:
             if dst.exists():
@@ -402,7 +254,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | P
                               frame_fp16_path=final.get(fp16_path) if fp16_path else None, config=cfg,
                               fp32_vs_torch=fp32_stats, fp16_vs_fp32=fp16_stats, inputs=described,
                               fp16_ort_cpu_vs_fp32=ort_fp16_stats, timing_ms=timing)
-        report = {**result.to_dict(), "source_checkpoint": str(checkpoint.resolve()), "source_checkpoint_sha256": sha}
+        report = {**result.to_dict(), "source_checkpoint": str(checkpoint.resolve()), "source_checkpoint_sha256": sha,
+                  "bf16_check": bf16_check}
         atomic_write_bytes(out_dir / "export.json", (json.dumps(report, indent=2) + "\n").encode())
         return result
     finally:

@@ -113,6 +113,9 @@ class ArtifactMeta:
         source_checkpoint_sha256: :func:`realtime.checkpoint.file_sha256` of the checkpoint.
         opset: ONNX opset of the graph.
         fp32_nodes: for an FP16 graph, the ONNX node names kept in float32.
+        bf16_check: for an fp32 frame graph, the keypoint check of running it in bf16 on a CPU
+            against fp32 (:func:`realtime.backends.openvino_backend.bf16_keypoint_check`); the
+            OpenVINO backend runs bf16 only when it passed. Empty: never measured.
     """
 
     graph: str
@@ -129,6 +132,7 @@ class ArtifactMeta:
     tryon_version: str = __version__
     opset: int = 0
     fp32_nodes: list[str] = field(default_factory=list)
+    bf16_check: dict[str, Any] = field(default_factory=dict)
     format: str = META_FORMAT
 
     def __post_init__(self) -> None:

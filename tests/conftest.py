@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _private_export_cache(tmp_path_factory, monkeypatch):
+    """First-use exports (OpenVINO backend) go to a per-session folder, never to ~/.cache/tryon."""
+    monkeypatch.setenv("TRYON_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "tryon-cache"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
@@ -83,3 +89,16 @@ def peaked_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("peaked") / "tiny_glasses.pt"
     save_checkpoint(path, net.state_dict(), cfg, meta={"note": "test fixture: trained a few seconds"})
     return path
+
+
+@pytest.fixture(scope="session")
+def export_dir(peaked_checkpoint, tmp_path_factory):
+    """The fg, frame and frame-fp16 ONNX graphs of :func:`peaked_checkpoint` (no verification)."""
+    pytest.importorskip("onnxruntime")
+    from engine_build.export import export_graphs
+    from realtime.checkpoint import load_model
+
+    net, _, _ = load_model(peaked_checkpoint)
+    out = tmp_path_factory.mktemp("backends")
+    export_graphs(net, out, fp16=True)
+    return out

@@ -1,4 +1,4 @@
-"""The backend contract: what every runtime (torch, ONNX Runtime, TensorRT) implements.
+"""The backend contract: what every runtime (torch, ONNX Runtime, OpenVINO, TensorRT) implements.
 
 Every runtime implements :class:`Backend`:
 
@@ -43,6 +43,15 @@ class ModelInfo:
         return self.config.input_size
 
 
+def as_heatmaps(x: Any) -> np.ndarray:
+    """A backend's output as C-contiguous float32 (copied only when it is not already).
+
+    Every backend returns this layout: a channels-last or otherwise strided array makes
+    the decoder's per-channel reductions several times slower (issue 14: 6-11x).
+    """
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class OpenOptions:
     """What a caller may ask of any runtime; each uses the fields that concern it.
@@ -50,9 +59,12 @@ class OpenOptions:
     Attributes:
         category: the accessory category the artifact must serve (None: any).
         device: torch device ("cpu", "cuda", ...).
-        precision: torch precision (fp32, bf16 on CPU, fp16 on CUDA); an export folder opened
-            by ONNX Runtime gives its fp16 frame graph for fp16, its fp32 one otherwise.
-        threads: CPU threads per operator for ONNX Runtime (None: its default). Torch's
+        precision: ``auto`` (torch: fp32; OpenVINO: bf16 where the CPU has it and the model
+            passed its bf16 check), fp32, bf16 (torch CPU autocast / OpenVINO), fp16 (torch on
+            CUDA); an export folder opened by ONNX Runtime gives its fp16 frame graph for fp16,
+            its fp32 one otherwise.
+        threads: CPU threads per operator for ONNX Runtime, per compiled model for OpenVINO
+            (None: their default). Torch's
             process-wide thread count is set by the caller (:class:`~realtime.backends.resolver.ModelResolver`).
     """
 
@@ -73,7 +85,8 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, bg_input: np.ndarray) -> np.ndarray:
-        """Per-frame path: (1, 3, S, S) float32 -> heatmaps (1, 4, S, S) float32.
+        """Per-frame path: (1, 3, S, S) float32 -> heatmaps (1, 4, S, S) float32, C-contiguous
+        (:func:`as_heatmaps`).
 
         Raises:
             BackendError: :meth:`set_foreground` was never called.

@@ -17,7 +17,7 @@ import numpy as np
 
 from realtime.artifacts import (BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, ArtifactMeta, ArtifactMismatchError,
                                 check_meta, check_pair, graph_io)
-from realtime.backends.base import Backend, ModelInfo, OpenOptions
+from realtime.backends.base import Backend, ModelInfo, OpenOptions, as_heatmaps
 from realtime.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,48 @@ def find_frame_graph(folder: str | Path, category: str | None = None, precision:
     return fits[0]
 
 
+def foreground_graph_path(frame_path: Path, frame_meta: ArtifactMeta, fg_path: str | Path | None = None) -> Path:
+    """The foreground graph of a per-frame graph: ``fg_path``, else the sibling its metadata names.
+
+    Raises:
+        ArtifactMismatchError: the metadata names none; FileNotFoundError: the file is missing.
+    """
+    if fg_path is None:
+        if not frame_meta.fg_graph:
+            raise ArtifactMismatchError(f"{frame_path}: metadata names no foreground graph (fg_graph)")
+        fg_path = frame_path.parent / frame_meta.fg_graph
+    fg_path = Path(fg_path)
+    if not fg_path.is_file():
+        raise FileNotFoundError(f"foreground graph {fg_path} (named by {frame_path.name}) not found; "
+                                f"export both with: tryon export --checkpoint CKPT --out {frame_path.parent}")
+    return fg_path
+
+
+def check_graph_io(cfg: Any, frame_path: Path, fg_path: Path,
+                   have: dict[tuple[Path, str, str], tuple[list[int], str]]) -> None:
+    """Refuse graphs whose inputs / outputs do not fit the stored model config (:func:`graph_io`).
+
+    Args:
+        have: ``(path, "input" | "output", tensor name) -> (shape, ONNX type string)`` as the
+            runtime reports them (``"tensor(float)"`` for float32).
+
+    Raises:
+        ArtifactMismatchError: naming the file, the tensor and what the config needs.
+    """
+    paths = {"fg": fg_path, "frame": frame_path}
+    for t in graph_io(cfg):
+        path, shape = paths[t.graph], list(t.shape)
+        key = (path, t.mode, t.name)
+        if key not in have:
+            raise ArtifactMismatchError(f"{path}: no {t.mode} named {t.name!r}; the graph does not fit its "
+                                        f"metadata. Re-export with: tryon export")
+        got_shape, got_type = have[key]
+        if got_shape != shape or got_type != "tensor(float)":
+            raise ArtifactMismatchError(
+                f"{path}: {t.mode} {t.name!r} is {got_type} {got_shape}, the stored model config needs "
+                f"tensor(float) {shape}. Re-export with: tryon export")
+
+
 class OnnxBackend(Backend):
     """Runs the exported graphs with ONNX Runtime.
 
@@ -110,14 +152,7 @@ class OnnxBackend(Backend):
         self.frame_session = make_session(frame_path, providers, intra_op_threads)
         frame_meta = check_meta(session_meta(self.frame_session, frame_path), str(frame_path), graph="frame",
                                 category=category)
-        if fg_path is None:
-            if not frame_meta.fg_graph:
-                raise ArtifactMismatchError(f"{frame_path}: metadata names no foreground graph (fg_graph)")
-            fg_path = frame_path.parent / frame_meta.fg_graph
-        fg_path = Path(fg_path)
-        if not fg_path.is_file():
-            raise FileNotFoundError(f"foreground graph {fg_path} (named by {frame_path.name}) not found; "
-                                    f"export both with: tryon export --checkpoint CKPT --out {frame_path.parent}")
+        fg_path = foreground_graph_path(frame_path, frame_meta, fg_path)
         self.fg_session = make_session(fg_path, providers, intra_op_threads)
         fg_meta = check_meta(session_meta(self.fg_session, fg_path), str(fg_path), graph="fg", category=category)
         check_pair(fg_meta, frame_meta, str(fg_path), str(frame_path))
@@ -146,23 +181,12 @@ class OnnxBackend(Backend):
         return cls.from_path(path, category=options.category, precision=graph, intra_op_threads=options.threads)
 
     def _check_io(self, cfg: Any, frame_path: Path, fg_path: Path) -> None:
-        paths = {"fg": fg_path, "frame": frame_path}
         have = {}
         for path, sess in ((fg_path, self.fg_session), (frame_path, self.frame_session)):
             for kind, args in (("input", sess.get_inputs()), ("output", sess.get_outputs())):
                 for arg in args:
                     have[(path, kind, arg.name)] = (list(arg.shape), arg.type)
-        for t in graph_io(cfg):
-            path, shape = paths[t.graph], list(t.shape)
-            key = (path, t.mode, t.name)
-            if key not in have:
-                raise ArtifactMismatchError(f"{path}: no {t.mode} named {t.name!r}; the graph does not fit its "
-                                            f"metadata. Re-export with: tryon export")
-            got_shape, got_type = have[key]
-            if got_shape != shape or got_type != "tensor(float)":
-                raise ArtifactMismatchError(
-                    f"{path}: {t.mode} {t.name!r} is {got_type} {got_shape}, the stored model config needs "
-                    f"tensor(float) {shape}. Re-export with: tryon export")
+        check_graph_io(cfg, frame_path, fg_path, have)
 
     def set_foreground(self, fg_input: np.ndarray) -> None:
         x = self._check_input(fg_input, 4, "foreground input")
@@ -180,7 +204,7 @@ class OnnxBackend(Backend):
         if self._f_f is None:
             raise BackendError("onnxruntime backend: call set_foreground() before infer()")
         x = self._check_input(bg_input, 3, "background input")
-        return self.frame_session.run([HEATMAPS], {BG_INPUT: x, FEATURES: self._f_f})[0]
+        return as_heatmaps(self.frame_session.run([HEATMAPS], {BG_INPUT: x, FEATURES: self._f_f})[0])
 
     def close(self) -> None:
         self._f_f = None

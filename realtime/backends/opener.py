@@ -30,16 +30,23 @@ class BackendKind:
     suffixes: tuple[str, ...]
     target: str  # "module:Class"
     rebuild_hint: str
+    #: other kinds' suffixes it also runs when asked by name (OpenVINO: .onnx graphs, and
+    #: checkpoints through the first-use export); never chosen by suffix
+    also_reads: tuple[str, ...] = ()
 
     def load_class(self) -> type[Backend]:
         module, cls = self.target.split(":")
         return getattr(importlib.import_module(module), cls)
 
 
-#: Backend name -> kind, in the order ``--backend auto`` prefers them on an NVIDIA machine.
+#: Backend name -> kind, in the order ``--backend auto`` prefers them on an NVIDIA machine (on a
+#: CPU, :meth:`realtime.backends.resolver.ModelResolver._order` puts OpenVINO first for shipped models).
 BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("tensorrt", (".engine",), "realtime.backends.tensorrt_backend:TensorRTBackend",
                 "build an engine first: tryon build-engine --onnx MODEL.onnx (gives .engine)"),
+    BackendKind("openvino", (), "realtime.backends.openvino_backend:OpenVinoBackend",
+                "export the checkpoint first: tryon export --checkpoint CKPT.pt (gives .onnx), or pass the .pt",
+                also_reads=(".onnx", ".pt", ".pth")),
     BackendKind("onnxruntime", (".onnx",), "realtime.backends.onnx_backend:OnnxBackend",
                 "export the checkpoint first: tryon export --checkpoint CKPT.pt (gives .onnx)"),
     BackendKind("torch", (".pt", ".pth"), "realtime.backends.torch_backend:TorchBackend",
@@ -103,7 +110,9 @@ def open_artifact(path: str | Path, options: OpenOptions = OpenOptions(), backen
     else:
         name = backend_of(path)
         if backend is not None and backend != name:
-            raise refuse(path, backend, name)
+            if path.suffix.lower() not in BACKENDS[backend].also_reads:
+                raise refuse(path, backend, name)
+            name = backend
     try:
         return BACKENDS[name].load_class().open(path, options)
     except ValueError as exc:  # checkpoint / metadata errors

@@ -9,9 +9,13 @@ Resolution order per category (first hit wins):
 3. a randomly initialised ``lite`` torch network, with a loud warning: its placements are
    meaningless until weights are installed.
 
-``--backend auto`` picks TensorRT when an engine is available and ``tensorrt`` imports,
-else ONNX Runtime when an ONNX model is available, else torch. An explicit backend uses
-only artifacts of its kind and says what to pass when there is none.
+``--backend auto`` picks TensorRT when an engine is available and ``tensorrt`` imports;
+else, for a user's artifact, ONNX Runtime for ``--onnx`` and torch for ``--checkpoint``;
+for the shipped models on a CPU, OpenVINO when ``openvino`` is installed (the shipped
+checkpoints are exported once into the user cache, :mod:`realtime.backends.export_cache`;
+if that fails the next runtime serves, with a warning), then ONNX Runtime, then torch. An
+explicit backend uses only artifacts of its kind and says what to pass when there is none;
+``--backend openvino`` runs ``--onnx`` graphs and ``--checkpoint`` files (exported on first use).
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # realtime/weights
 BACKEND_CHOICES = ("auto", *BACKENDS)
+#: ``--precision``: ``auto`` = fp32 for torch, bf16-where-verified for OpenVINO
+#: (:func:`realtime.backends.openvino_backend.choose_precision`).
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = ("auto: torch fp32, OpenVINO bf16 where the CPU has it and the model passed its bf16 keypoint "
+                  "check, else fp32; bf16 = torch CPU autocast / OpenVINO bf16; fp16 = torch on CUDA")
 
 
 def default_threads() -> int:
@@ -40,9 +49,16 @@ def default_threads() -> int:
     The capture, display and recorder threads need CPU too, and OpenMP's spin-waiting
     threads collapse when cores are oversubscribed: on a 2-core machine shared with other
     jobs (load ~8), the lite network took 620 ms (glasses) / 1070 ms (tie) per frame with 2
-    torch threads against 70-90 ms / 250-290 ms with 1 (measured, median of 5).
+    torch threads against 70-90 ms / 250-290 ms with 1 (measured, median of 5). OpenVINO
+    likewise (benchmarks/results/cpu_runtimes_2026-12-01_amd-epyc-2c.md, same run): 2 threads
+    took 1.50x (glasses) / 1.33x (tie) the time of 1 thread, so 1 is its default here too.
     """
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` Python package can be imported (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
 
 
 def tensorrt_available() -> bool:
@@ -58,7 +74,7 @@ def shipped_artifacts(category: str, weights_dir: Path = WEIGHTS_DIR) -> dict[st
     first for TensorRT); checkpoints are ``<category>*.pt`` / ``.pth``.
     """
     check_category(category)
-    out: dict[str, list[Path]] = {"tensorrt": [], "onnxruntime": [], "torch": []}
+    out: dict[str, list[Path]] = {"tensorrt": [], "openvino": [], "onnxruntime": [], "torch": []}
     if not weights_dir.is_dir():
         return out
     for path in sorted(weights_dir.iterdir()):
@@ -70,6 +86,8 @@ def shipped_artifacts(category: str, weights_dir: Path = WEIGHTS_DIR) -> dict[st
             out["tensorrt" if path.suffix == ".engine" else "onnxruntime"].append(path)
     out["onnxruntime"].sort(key=lambda p: "fp16" in p.name)
     out["tensorrt"].sort(key=lambda p: "fp32" in p.name)
+    # OpenVINO: shipped fp32 graphs, then the checkpoints (exported into the cache on first use)
+    out["openvino"] = [p for p in out["onnxruntime"] if "fp32" in p.name] + out["torch"]
     return out
 
 
@@ -80,11 +98,12 @@ class ModelResolver:
         backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
         checkpoints, onnx, engines: user artifacts (any number, one per category).
         device: torch device for checkpoints and random-init networks.
-        precision: torch precision (fp32, bf16 on CPU, fp16 on CUDA).
+        precision: ``auto`` (torch fp32; OpenVINO bf16 where verified), fp32, bf16 (torch CPU
+            autocast / OpenVINO), fp16 (torch on CUDA).
         preset: network preset of the random-init fallback.
         weights_dir: where shipped weights live.
-        threads: CPU threads for torch (process-wide) and ONNX Runtime (per operator);
-            None = :func:`default_threads`.
+        threads: CPU threads for torch (process-wide), ONNX Runtime (per operator) and
+            OpenVINO (per compiled model); None = :func:`default_threads`.
 
     Raises:
         BackendError: bad backend name, an artifact that does not fit the chosen backend,
@@ -93,7 +112,7 @@ class ModelResolver:
 
     def __init__(self, backend: str = "auto", checkpoints: Sequence[str | Path] = (),
                  onnx: Sequence[str | Path] = (), engines: Sequence[str | Path] = (), device: str = "cpu",
-                 precision: str = "fp32", preset: str = "lite", weights_dir: Path = WEIGHTS_DIR,
+                 precision: str = "auto", preset: str = "lite", weights_dir: Path = WEIGHTS_DIR,
                  threads: int | None = None) -> None:
         if backend not in BACKEND_CHOICES:
             raise BackendError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_CHOICES)}")
@@ -108,6 +127,8 @@ class ModelResolver:
         for path, kind in given:
             if not (kind == "onnxruntime" and path.is_dir()) and backend_of(path) != kind:
                 raise BackendError(f"{path}: a {kind} artifact must end in {' or '.join(BACKENDS[kind].suffixes)}")
+            if backend == "openvino" and kind in ("onnxruntime", "torch"):
+                kind = "openvino"  # OpenVINO runs the graphs, and checkpoints through the export cache
             if backend not in ("auto", kind):
                 raise BackendError(f"--backend {backend} cannot run {path} (a {kind} artifact); "
                                    f"use --backend {kind} or auto")
@@ -136,15 +157,17 @@ class ModelResolver:
             log.info("torch: %d CPU thread(s)", self.threads)
 
     def _open(self, path: Path, kind: str, category: str | None = None) -> Backend:
-        if kind == "torch":
-            self._torch_threads()
+        if kind == "torch" or (kind == "openvino" and path.suffix in (".pt", ".pth")):
+            self._torch_threads()  # (the first-use OpenVINO export runs the checkpoint in torch)
         options = OpenOptions(category=category, device=self.device, precision=self.precision, threads=self.threads)
         return open_artifact(path, options, backend=kind)
 
     def _order(self) -> list[str]:
         if self.backend != "auto":
             return [self.backend]
-        return (["tensorrt"] if tensorrt_available() else []) + ["onnxruntime", "torch"]
+        cpu_ov = self.device == "cpu" and self.precision in ("auto", "fp32", "bf16") and openvino_available()
+        return (["tensorrt"] if tensorrt_available() else []) + (["openvino"] if cpu_ov else []) + \
+            ["onnxruntime", "torch"]
 
     def __call__(self, category: str) -> Backend:
         """The backend serving ``category`` (opened on first use, then cached)."""
@@ -161,8 +184,14 @@ class ModelResolver:
         shipped = shipped_artifacts(category, self.weights_dir)
         for kind in order:
             for path in shipped[kind]:
-                log.info("%s: using shipped weights %s", category, path.name)
-                return self._check(self._open(path, kind, category), category)
+                log.info("%s: using shipped weights %s (%s)", category, path.name, kind)
+                try:
+                    return self._check(self._open(path, kind, category), category)
+                except (BackendError, OSError) as exc:
+                    if self.backend != "auto" or kind != "openvino":
+                        raise
+                    log.warning("%s: OpenVINO cannot serve %s (%s); trying the next runtime", category, path.name,
+                                exc)
         if "torch" not in order:
             flag = "--engine" if self.backend == "tensorrt" else "--onnx"
             raise BackendError(f"no {self.backend} model for category {category!r}: pass {flag} PATH "

@@ -415,7 +415,7 @@ class TensorRTBackend(Backend):
             else:
                 self._enqueue_frame()
             self._stream.synchronize()
-        return np.array(self._hm_host, dtype=np.float32, copy=True)
+        return np.array(self._hm_host, dtype=np.float32, copy=True, order="C")  # host buffer is reused
 
     def synchronize(self) -> None:
         with self._active():

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.backends.base import Backend, ModelInfo, OpenOptions
+from realtime.backends.base import Backend, ModelInfo, OpenOptions, as_heatmaps
 from realtime.config import ModelConfig
 from realtime.errors import BackendError
 
@@ -18,8 +18,8 @@ class TorchBackend(Backend):
     Args:
         net: the network (moved to ``device``, eval mode).
         device: "cpu", "cuda", "cuda:1", ...
-        precision: "fp32", "bf16" (CPU autocast) or "fp16" (CUDA half weights and activations; the
-            heatmap activation runs in float32, and decoding is float32 on the host, as in the
+        precision: "fp32" (also for "auto"), "bf16" (CPU autocast) or "fp16" (CUDA half weights and
+            activations; the heatmap activation runs in float32, and decoding is float32 on the host, as in the
             FP16 ONNX graph: :mod:`engine_build.fp16`).
         channels_last: use channels-last memory format (faster convs on CPU/GPU).
     """
@@ -28,6 +28,7 @@ class TorchBackend(Backend):
                  source: str = "", meta: dict[str, Any] | None = None) -> None:
         import torch
 
+        precision = "fp32" if precision == "auto" else precision  # auto: fp32 (bf16 autocast moves keypoints)
         if precision not in ("fp32", "bf16", "fp16"):
             raise BackendError(f"torch backend: precision must be fp32, bf16 or fp16, got {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -91,7 +92,8 @@ class TorchBackend(Backend):
         with self._torch.inference_mode(), self._autocast():
             hm, _ = self.net.forward_frame(x, self._f_f, semantic_logits=False,
                                            fp32_head=self.precision == "fp16")
-        return hm.float().cpu().numpy()
+        # channels-last in, channels-last out: make it NCHW-contiguous for the decoder
+        return as_heatmaps(hm.float().contiguous().cpu().numpy())
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
+from realtime.backends.resolver import (BACKEND_CHOICES, PRECISION_CHOICES, PRECISION_HELP, ModelResolver,
+                                       default_threads)
 from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESOLUTIONS, BenchBackend, BenchSettings,
                                     canonical_heatmaps, model_info, run_bench, to_markdown)
 from realtime.bench.report import environment, hardware_slug, write_report
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--onnx", action="append", default=[], metavar="PATH", help="ONNX per-frame graph (repeatable)")
     g.add_argument("--engine", action="append", default=[], metavar="PATH", help="TensorRT engine (repeatable)")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
+    g.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     g.add_argument("--threads", type=int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
     g.add_argument("--preset", default="lite", choices=("paper", "lite", "tiny"),

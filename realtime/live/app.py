@@ -44,7 +44,8 @@ import cv2
 import numpy as np
 
 from realtime.accessories import Accessory, load_accessory
-from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
+from realtime.backends.resolver import (BACKEND_CHOICES, PRECISION_CHOICES, PRECISION_HELP, ModelResolver,
+                                       default_threads)
 from realtime.cli import int_at_least, positive_float, positive_int
 from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
@@ -94,14 +95,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="auto: tensorrt if an engine is given and importable, else onnxruntime if an ONNX "
-                        "model is given, else torch")
+                        "model is given, torch for a checkpoint; the shipped models run on openvino when it is "
+                        "installed (exported once into ~/.cache/tryon), else onnxruntime / torch")
     g.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                    help="torch checkpoint (.pt); repeat for several categories")
     g.add_argument("--onnx", action="append", default=[], metavar="PATH",
                    help="ONNX per-frame graph (or a 'tryon export' folder)")
     g.add_argument("--engine", action="append", default=[], metavar="PATH", help="TensorRT engine")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="torch precision")
+    g.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     g.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

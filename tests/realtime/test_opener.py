@@ -13,8 +13,10 @@ def test_every_suffix_names_a_backend_whose_class_loads_without_its_runtime():
     assert BACKEND_BY_SUFFIX == {".engine": "tensorrt", ".onnx": "onnxruntime", ".pt": "torch", ".pth": "torch"}
     for name, kind in BACKENDS.items():
         cls = backend_class(name)
-        assert cls is backend_class(f"model{kind.suffixes[0]}")
+        for sfx in kind.suffixes:  # OpenVINO owns no suffix: it is reached by name only
+            assert cls is backend_class(f"model{sfx}")
         assert callable(cls.open)
+    assert not BACKENDS["openvino"].suffixes and ".onnx" in BACKENDS["openvino"].also_reads
 
 
 def test_unknown_suffix_and_missing_file_are_refused_by_name(tmp_path):
