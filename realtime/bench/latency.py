@@ -52,6 +52,7 @@ from realtime.bench.report import environment, fmt, run_context_line
 from realtime.codec import HeatmapCodec
 from realtime.geometry import DegenerateQuadError, composite_reference
 from realtime.live.capture import Frame, GeneratedSource, PortraitMotionSource, RealtimePacer
+from realtime.live.display import PreviewBuffer
 from realtime.live.pipeline import FrameLoop, Output, StageTimes, TryOnPipeline
 from realtime.live.render import Compositor, draw_hud, mirror
 from realtime.preprocess import foreground_input
@@ -75,10 +76,12 @@ STAGE_NOTES: dict[str, str] = {
              "naive: infer_full, i.e. the accessory's foreground encoder runs again every frame",
     "decode": "finite check + soft-argmax + sub-pixel refinement + crop -> frame mapping",
     "smooth": "confidence gate + One Euro filter on the quad",
-    "composite": "homography + warp + alpha composite onto a copy of the frame (the copy is in the "
-                 "pipeline's render; optimised: footprint-only uint8, native kernel; naive: full-frame float32)",
-    "display": "mirror (cv2.flip) + HUD text panel + BGR->RGB conversion: the CPU work of showing the frame "
-               "(the window's own blit is not included)",
+    "composite": "homography + warp + alpha composite (optimised: in place on the decoded frame, footprint-only "
+                 "uint8, native kernel, as the live loop's synchronous path; naive: onto a copy of the frame, "
+                 "full-frame float32)",
+    "display": "the CPU work of showing the frame, the window's own blit not included (optimised: the live "
+               "window's one pass, mirror into a reused buffer + HUD on its panel, BGR as cv2.imshow takes it; "
+               "naive: cv2.flip into a new array + HUD + BGR->RGB conversion, two full passes)",
     "encode": "JPEG encode (quality 90) of the composite: what recording / streaming a frame costs; NOT part "
               "of the end-to-end figures",
     "encode_fg": "foreground (accessory) encoder: once per accessory switch in the optimised pipeline, every "
@@ -187,6 +190,7 @@ class BenchBackend(Backend):
 
     def __init__(self, inner: Backend, full: bool = False, heatmaps: np.ndarray | None = None) -> None:
         self.inner, self.full, self.heatmaps = inner, full, heatmaps
+        self._substitutes: dict[tuple[int, ...], np.ndarray] = {}
         self.info = inner.info
         self._fg: np.ndarray | None = None
 
@@ -200,7 +204,15 @@ class BenchBackend(Backend):
         else:
             out = self.inner.infer(bg_input)
         self.inner.synchronize()
-        return out if self.heatmaps is None else self.heatmaps
+        if self.heatmaps is None:
+            return out
+        # The substitute takes the network output's memory layout (strides), so the decode is
+        # timed on what the product decodes (a channels-last output once made it 6-11x slower).
+        sub = self._substitutes.get(out.strides)
+        if sub is None:
+            sub = self._substitutes[out.strides] = np.empty_like(out)  # order "K": same strides
+            sub[...] = self.heatmaps
+        return sub
 
     def synchronize(self) -> None:
         self.inner.synchronize()
@@ -219,8 +231,9 @@ class ReferenceCompositor(Compositor):
         return True
 
 
-def display_frame(composite: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """The CPU work of showing a frame: mirror, HUD, BGR -> RGB (see ``STAGE_NOTES["display"]``)."""
+def display_frame_naive(composite: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """The display before issue 14 (the naive pipeline's): mirror into a new array, HUD,
+    BGR -> RGB into another: two full-frame passes."""
     view = mirror(composite)
     draw_hud(view, lines)
     return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
@@ -267,6 +280,8 @@ class _Variant:
 
     def __init__(self, name: str, pipeline: TryOnPipeline, backend: BenchBackend, hud: Sequence[str]) -> None:
         self.name, self.pipeline, self.backend, self.hud = name, pipeline, backend, list(hud)
+        self.optimised = not backend.full
+        self.preview = PreviewBuffer()
         self.samples: dict[str, list[float]] = {s: [] for s in (*BENCH_STAGES, "encode", "end_to_end")}
         self.drawn = 0
         self.footprints: list[tuple[float, float]] = []
@@ -278,9 +293,14 @@ class _Variant:
             image = decode_jpeg(jpeg)
         est = self.pipeline.estimate(Frame(image, index, index / fps))
         skipped = self.pipeline.compositor.skipped
-        composite = self.pipeline.render(image, est, times)
+        # optimised: the live loop's synchronous path (composite in place on the decoded frame,
+        # the live window's one-pass preview); naive: a frame copy and the two-pass display
+        composite = self.pipeline.render(image, est, times, in_place=self.optimised)
         with times.stage("display"):
-            display_frame(composite, self.hud)
+            if self.optimised:
+                self.preview.compose(composite, mirror=True, hud=(self.hud, None))
+            else:
+                display_frame_naive(composite, self.hud)
         e2e = (time.perf_counter() - t0) * 1e3
         with times.stage("encode"):
             encode_jpeg(composite)
@@ -397,12 +417,14 @@ def run_async(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], se
     source = RealtimePacer(GeneratedSource(lambda i: decode_jpeg(jpegs[i % len(jpegs)]), fps=fps, count=count,
                                            name="in-memory JPEG"))
     display_ms: list[float] = []
+    preview = PreviewBuffer()
 
     def sink(out: Output) -> None:
         if out.stale:
             return
         t0 = time.perf_counter()
-        display_frame(out.composite, [f"display {out.display_fps:5.1f} fps | inference {out.inference_hz:5.1f} Hz"])
+        preview.compose(out.composite, hud=([f"display {out.display_fps:5.1f} fps | inference "
+                                              f"{out.inference_hz:5.1f} Hz"], None))
         display_ms.append((time.perf_counter() - t0) * 1e3)
 
     pipe.estimate(Frame(decode_jpeg(jpegs[0]), 0, 0.0))  # warm-up outside the timed run

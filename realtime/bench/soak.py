@@ -7,9 +7,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from realtime.bench.latency import CAMERA_FPS, display_frame
+from realtime.bench.latency import CAMERA_FPS
 from realtime.bench.report import fmt, run_context_line
 from realtime.live.capture import GeneratedSource
+from realtime.live.display import PreviewBuffer
 from realtime.live.pipeline import FrameLoop, Output, TryOnPipeline
 
 
@@ -68,9 +69,10 @@ def run_soak(pipeline: TryOnPipeline, frames: Sequence[np.ndarray] | Callable[[i
     samples: list[dict[str, float]] = []
     state = {"n": 0, "t": time.perf_counter(), "cpu": time.process_time()}
     bar = tqdm(total=count, desc="soak", unit="frame", leave=False)
+    preview = PreviewBuffer()
 
     def sink(out: Output) -> None:
-        display_frame(out.composite, ["soak"])
+        preview.compose(out.composite, hud=(["soak"], None))
         state["n"] += 1
         bar.update(1)
         if state["n"] % every == 0:

@@ -51,6 +51,7 @@ from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
                                    open_source)
+from realtime.live.display import PreviewBuffer
 from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.pipeline import STATUS_OK as EST_OK
 from realtime.live.record import (KeypointLog, RecorderError, VideoRecorder, check_output, check_video_suffix,
@@ -539,7 +540,8 @@ class LiveView:
         self.record_path = record_path
         self.recorder: RecordSink | None = None
         self.show_window = show_window
-        self.last_view: np.ndarray | None = None
+        self.last_view: np.ndarray | None = None  # the display's buffer: valid until the next frame
+        self.preview = PreviewBuffer()
         if show_window:
             cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL)
 
@@ -596,17 +598,14 @@ class LiveView:
     def __call__(self, out: Output) -> bool:
         if self.recorder is not None:
             self.recorder(out)
-        view = mirror(out.composite) if self.state.mirror else out.composite.copy()
-        if out.stale:
-            view = (view.astype(np.uint16) // 2).astype(np.uint8)
+        quad = None
         if self.state.show_keypoints and out.estimate is not None and out.estimate.smooth_pts_xy is not None:
-            pts = out.estimate.smooth_pts_xy.copy()
-            if self.state.mirror:
-                pts[:, 0] = view.shape[1] - 1 - pts[:, 0]
-            draw_quad(view, pts)
+            quad = out.estimate.smooth_pts_xy
+        hud = None
         if self.state.hud:
-            extra = [KEY_HELP] + (["REC"] if self.recorder is not None else [])
-            draw_hud(view, *hud_text(out, self.session, extra))
+            hud = hud_text(out, self.session, [KEY_HELP] + (["REC"] if self.recorder is not None else []))
+        # one pass over the frame (mirror or copy) into the display's own buffer, overlays in place
+        view = self.preview.compose(out.composite, mirror=self.state.mirror, hud=hud, quad_xy=quad, dim=out.stale)
         self.last_view = view
         if not self.show_window:
             return True

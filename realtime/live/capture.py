@@ -82,6 +82,9 @@ class FrameSource(ABC):
     frame_count: int | None = None
     #: Whether frames arrive at their own pace (camera, paced file) or on demand.
     live: bool = False
+    #: Whether every frame's image is a new array that nothing else holds, so the loop may
+    #: composite onto it in place instead of copying the whole frame.
+    fresh_frames: bool = False
 
     def __init__(self) -> None:
         self.status = STATUS_OK
@@ -215,6 +218,7 @@ class CameraSource(_ThreadedSource):
     """
 
     live = True
+    fresh_frames = True  # VideoCapture.read allocates each frame
 
     def __init__(self, index: int = 0, size_wh: tuple[int, int] | None = None, fps: float | None = None,
                  fourcc: str | None = "MJPG", opener: Callable[[int], Any] = cv2.VideoCapture,
@@ -325,6 +329,8 @@ class VideoFileSource(FrameSource):
         ValueError: OpenCV cannot decode it (message names the file).
     """
 
+    fresh_frames = True  # VideoCapture.read allocates each frame
+
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
@@ -411,6 +417,7 @@ class RealtimePacer(_ThreadedSource):
         super().__init__()
         self.inner = inner
         self.fps, self.size_wh, self.frame_count = inner.fps, inner.size_wh, inner.frame_count
+        self.fresh_frames = inner.fresh_frames
         self._buf = _NewestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
@@ -460,6 +467,8 @@ class PortraitMotionSource(GeneratedSource):
     PERIODS_S = (8.0, 5.5, 6.0, 4.5)
     #: Portrait height as a fraction of the frame height at zoom 1.
     FILL = 0.95
+
+    fresh_frames = True  # each frame is rendered into a new array
 
     def __init__(self, image_rgb: np.ndarray, size_wh: tuple[int, int] = (1280, 720), fps: float = 30.0,
                  seconds: float = 10.0, pan: tuple[float, float] = (0.08, 0.04), zoom: float = 0.15,

@@ -363,21 +363,25 @@ class TryOnPipeline:
             self.tracker.observe(raw, confident=confidence >= self.smoother.cfg.show_confidence)
             return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, out.visible, STATUS_OK, times.ms)
 
-    def render(self, image: np.ndarray, est: Estimate | None, times: StageTimes | None = None) -> np.ndarray:
-        """Composite the estimate's accessory onto a copy of ``image`` (BGR, full resolution)."""
-        out = image.copy()
+    def render(self, image: np.ndarray, est: Estimate | None, times: StageTimes | None = None,
+               in_place: bool = False) -> np.ndarray:
+        """Composite the estimate's accessory onto ``image`` (BGR, full resolution): onto a copy,
+        or, with ``in_place``, onto ``image`` itself, so the per-frame cost follows the
+        accessory's footprint, not the frame (the caller must own ``image``: nothing else may
+        read the uncomposited pixels afterwards)."""
+        out = image if in_place else image.copy()
         times = times or StageTimes()
         with times.stage("composite"):
             if est is not None and est.visible and est.smooth_pts_xy is not None:
                 self.compositor.draw(out, est.accessory, est.smooth_pts_xy)
         return out
 
-    def process(self, frame: Frame) -> tuple[Estimate, np.ndarray]:
+    def process(self, frame: Frame, in_place: bool = False) -> tuple[Estimate, np.ndarray]:
         """All stages synchronously: (estimate, composited frame); the estimate's
-        ``times_ms`` includes ``composite``."""
+        ``times_ms`` includes ``composite``. ``in_place``: see :meth:`render`."""
         est = self.estimate(frame)
         times = StageTimes()
-        composite = self.render(frame.image, est, times)
+        composite = self.render(frame.image, est, times, in_place=in_place)
         est.times_ms.update(times.ms)
         return est, composite
 
@@ -609,7 +613,10 @@ class FrameLoop:
                     est = self.estimator.latest(wait_first_s=5.0 if report.inferences == 0 else 0.0)
                     report.inferences += self.estimator.completed - before
                     self.infer_rate = self.estimator.rate
-                composite = self.pipeline.render(frame.image, est, times)
+                # Synchronous: the estimate is done with the frame, so a fresh frame is composited in
+                # place; asynchronous: the worker may still read it, so the composite gets a copy.
+                in_place = self.estimator is None and self.source.fresh_frames
+                composite = self.pipeline.render(frame.image, est, times, in_place=in_place)
                 self.display_rate.tick()
                 ms = dict(est.times_ms) if est is not None else {}
                 ms.update(times.ms)

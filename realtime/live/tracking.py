@@ -103,10 +103,10 @@ class FaceDetector:
 
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         """Faces in ``frame_bgr``, largest first; with ``near``, only in a window of 3 face
-        sizes around it, nearest first."""
-        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        h, w = grey.shape
+        sizes around it, nearest first (only that window is converted to grey)."""
+        h, w = frame_bgr.shape[:2]
         if near is None:
+            grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
             scale = min(1.0, self.detect_width / w)
             faces = self._run(grey, scale, (0.0, 0.0), self.MIN_FACE_PX, min(h, w) * scale)
             return sorted(faces, key=lambda f: -f.side)
@@ -116,7 +116,8 @@ class FaceDetector:
         if x1 - x0 < 8 or y1 - y0 < 8:
             return []
         scale = min(1.0, self.window_face_px / near.side)
-        faces = self._run(grey[y0:y1, x0:x1], scale, (x0, y0), 0.6 * near.side * scale, 1.6 * near.side * scale)
+        grey = cv2.cvtColor(frame_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+        faces = self._run(grey, scale, (x0, y0), 0.6 * near.side * scale, 1.6 * near.side * scale)
         return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
 
 

@@ -207,7 +207,7 @@ def test_mirror_changes_the_preview_only(tiny_checkpoints):
 
         def sink(out, view=view, outs=outs):
             view(out)
-            outs.append((out.estimate.raw_pts_xy, out.composite, view.last_view))
+            outs.append((out.estimate.raw_pts_xy, out.composite.copy(), view.last_view.copy()))  # reused buffers
 
         FrameLoop(GeneratedSource(frames, fps=10), session.pipeline, [sink], mode="sync").run()
         results[mirrored] = outs

@@ -112,12 +112,26 @@ def test_bench_backend_naive_reencodes_and_synchronises():
     naive = latency.BenchBackend(inner, full=True, heatmaps=fixed)
     naive.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
     for _ in range(3):
-        assert naive.infer(np.zeros((1, 3, 64, 64), np.float32)) is fixed
+        np.testing.assert_array_equal(naive.infer(np.zeros((1, 3, 64, 64), np.float32)), fixed)
     assert (inner.fg, inner.frames, inner.syncs) == (4, 3, 3)  # once up front + once per frame
     optimised = latency.BenchBackend(inner)
     optimised.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
     out = optimised.infer(np.zeros((1, 3, 64, 64), np.float32))
     assert not out.any() and (inner.fg, inner.frames) == (5, 4)
+
+
+def test_substituted_heatmaps_keep_the_network_output_layout():
+    class ChannelsLast(CountingBackend):
+        def infer(self, bg_input):
+            super().infer(bg_input)
+            return np.zeros((1, 64, 64, 4), np.float32).transpose(0, 3, 1, 2)  # NCHW view of NHWC memory
+
+    fixed = np.random.default_rng(0).random((1, 4, 64, 64), np.float32)
+    wrapped = latency.BenchBackend(ChannelsLast(), heatmaps=fixed)
+    wrapped.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
+    out = wrapped.infer(np.zeros((1, 3, 64, 64), np.float32))
+    np.testing.assert_array_equal(out, fixed)
+    assert not out.flags.c_contiguous and out.strides == (65536, 4, 1024, 16)  # decoded as the network's would be
 
 
 @pytest.mark.parametrize("category", ["glasses", "hat", "tie"])

@@ -358,3 +358,37 @@ def test_stage_stats_table():
     s = stats.summary()
     assert list(s) == ["roi", "infer"] and s["infer"]["p50"] == pytest.approx(2.0)
     assert "infer" in stats.table()
+
+
+def test_composite_in_place_equals_the_composite_on_a_copy():
+    pipe, _ = _pipeline()
+    src = _astronaut_source(seconds=0.3)
+    for _ in range(3):
+        frame = src.read()
+        est = pipe.estimate(frame)
+    assert est.visible
+    reference = pipe.render(frame.image, est)  # onto a copy
+    assert reference is not frame.image and not np.array_equal(reference, frame.image)
+    owned = frame.image.copy()
+    out = pipe.render(owned, est, in_place=True)
+    assert out is owned  # no full-frame copy
+    np.testing.assert_array_equal(out, reference)
+
+
+def test_sync_loop_composites_fresh_frames_in_place_and_never_a_callers_frames():
+    pipe, _ = _pipeline()
+    src = _astronaut_source(seconds=0.5)
+    assert src.fresh_frames
+    seen = []
+    FrameLoop(src, pipe, [seen.append], mode="sync").run()
+    assert all(o.composite is o.frame.image for o in seen)  # in place on the frame the loop owns
+    from realtime.live.capture import GeneratedSource
+
+    frames = [_astronaut_source(seconds=0.1)._get(0) for _ in range(3)]
+    originals = [f.copy() for f in frames]
+    pipe.reset()
+    seen = []
+    FrameLoop(GeneratedSource(frames), pipe, [seen.append], mode="sync").run()
+    assert any(o.estimate.visible for o in seen) and all(o.composite is not o.frame.image for o in seen)
+    for f, orig in zip(frames, originals):
+        np.testing.assert_array_equal(f, orig)  # a list the caller holds is never drawn on
