@@ -1,0 +1,162 @@
+"""Per-frame stages that used to scale with the frame, before vs after issue 14, from 640x480 to 4K, in one run.
+
+For each resolution, the astronaut portrait rendered as the synthetic camera frames it
+(:class:`realtime.capture.PortraitMotionSource`), its face found once, and an accessory
+quad of glasses size on it (0.9 x 0.33 face sizes across the eyes: the footprint grows
+with the face, as it would with a closer camera). Each "before" and "after" runs once per
+iteration, in rotating order, so ratios come from the same moments of a shared machine:
+
+* **render** (warp + composite, including any frame copy). Before: a full-frame
+  ``image.copy()`` then the footprint composite (what ``TryOnPipeline.render`` always did);
+  after: the composite in place on the frame the loop owns (``render(..., in_place=True)``).
+* **grey** / **roi** (the tracker's periodic window search). Before: a full-frame BGR->grey
+  conversion then the window search; after: only the window converted
+  (:meth:`realtime.roi.FaceDetector.detect` with ``near``). ``grey`` is the conversion
+  alone; ``roi`` the whole search (before = the full-frame conversion + today's search, so
+  it counts the window's own conversion twice: a few microseconds).
+* **display** (the CPU work of showing a frame, the window's blit excluded). Before:
+  ``cv2.flip`` into a new array, the HUD, a BGR->RGB conversion into another
+  (``realtime.bench.display_frame_naive``); after: one pass into a display-owned buffer plus
+  the HUD on its panel (:class:`realtime.display.PreviewBuffer`).
+* For reference, unchanged stages: **capture** (JPEG decode, quality 90), **preprocess**
+  (the native fused crop + normalise, 224 px), and the **full-frame face search** (run only
+  while the face is lost).
+
+    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40]
+
+Writes benchmarks/results/frame_scaling_<date>_<cpu>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from realtime import native
+from realtime.accessories import bundled_accessories
+from realtime.bench import decode_jpeg, display_frame_naive, encode_jpeg
+from realtime.capture import PortraitMotionSource
+from realtime.display import PreviewBuffer
+from realtime.geometry import crop_from_box
+from realtime.render import Compositor
+from realtime.roi import FaceDetector
+from realtime.sysinfo import hardware_info, summarize_ms
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+HUD = ["display 30.0 fps | inference 15.0 Hz, 50 ms | openvino fp32 glasses_224_frame_fp32.onnx",
+       "glasses/round (1/4) | smoothing on | conf 0.80"]
+
+
+def _rotating(fns: dict[str, Callable[[], Any]], iters: int) -> dict[str, list[float]]:
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for i in range(iters):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            out[k].append(time.perf_counter() - t0)
+    return out
+
+
+def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
+    from skimage.data import astronaut
+
+    frame = PortraitMotionSource(astronaut(), size_wh=size_wh, seconds=0.1)._get(0)
+    jpeg = encode_jpeg(frame)
+    det = FaceDetector()
+    faces = det.detect(frame)
+    if not faces:
+        raise RuntimeError(f"{size_wh}: no face found in the benchmark frame")
+    face = faces[0]
+    s = face.side
+    cx, cy = face.cx, face.cy - 0.12 * s
+    quad = np.array([[cx - 0.45 * s, cy - 0.16 * s], [cx + 0.45 * s, cy - 0.16 * s],
+                     [cx + 0.45 * s, cy + 0.17 * s], [cx - 0.45 * s, cy + 0.17 * s]])
+    acc = bundled_accessories("glasses")[0]
+    comp = Compositor()
+    owned = frame.copy()
+    preview = PreviewBuffer()
+    crop = crop_from_box((face.cx, face.cy), 2.0 * s, 224)
+    h, w = frame.shape[:2]  # the detector's search window: 3 face sizes around the face
+    wx0, wy0 = max(0, int(face.cx - 1.5 * s)), max(0, int(face.cy - 1.5 * s))
+    wx1, wy1 = min(w, int(face.cx + 1.5 * s) + 1), min(h, int(face.cy + 1.5 * s) + 1)
+
+    fns: dict[str, Callable[[], Any]] = {
+        "render_before": lambda: comp.draw(frame.copy(), acc, quad),
+        "render_after": lambda: comp.draw(owned, acc, quad),
+        "grey_before": lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
+        "grey_after": lambda: cv2.cvtColor(frame[wy0:wy1, wx0:wx1], cv2.COLOR_BGR2GRAY),
+        "roi_before": lambda: (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), det.detect(frame, face)),
+        "roi_after": lambda: det.detect(frame, face),
+        "display_before": lambda: display_frame_naive(frame, HUD),
+        "display_after": lambda: preview.compose(frame, mirror=True, hud=(HUD, None)),
+        "capture": lambda: decode_jpeg(jpeg),
+        "preprocess": lambda: native.preprocess_crop(frame, crop, 224),
+        "roi_full_frame_search": lambda: det.detect(frame),
+    }
+    samples = _rotating(fns, iters)
+    stats = {k: summarize_ms(v) for k, v in samples.items()}
+    ratios = {st: stats[f"{st}_after"]["p50"] / stats[f"{st}_before"]["p50"] for st in ("render", "grey", "roi", "display")}
+    return {"resolution": f"{size_wh[0]}x{size_wh[1]}", "face_px": round(s, 1),
+            "footprint_px": [round(float(v), 1) for v in quad.max(0) - quad.min(0)], "ms": stats,
+            "ratio_after_to_before_p50": ratios}
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    hw = report["hardware"]
+    lines = [f"# Per-frame stages vs frame size, before / after issue 14 ({report['date']})", "",
+             f"Machine: {hw['cpu']}, {hw['cores']} logical cores shared with other engineers' jobs (load average "
+             f"{report['load_before']} before, {report['load_after']} after); native kernels: "
+             f"{report['native']}, OpenCV threads {report['opencv_threads']} (its default, as the app). {report['iters']} iterations, every variant once per iteration in rotating "
+             "order; p50 ms (p95 in the JSON). What each timing includes: benchmarks/frame_scaling.py.", "",
+             "| resolution | face / footprint px | render before -> after | grey conversion before -> after "
+             "| roi (grey + window search) before -> after | display before -> after | capture (JPEG decode) "
+             "| preprocess | full-frame face search |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        m, q = r["ms"], r["ratio_after_to_before_p50"]
+
+        def pair(st: str) -> str:
+            return f"{m[st + '_before']['p50']:.2f} -> **{m[st + '_after']['p50']:.2f}** (x{q[st]:.2f})"
+
+        lines.append(f"| {r['resolution']} | {r['face_px']:.0f} / {r['footprint_px'][0]:.0f}x{r['footprint_px'][1]:.0f}"
+                     f" | {pair('render')} | {pair('grey')} | {pair('roi')} | {pair('display')} | {m['capture']['p50']:.2f} | "
+                     f"{m['preprocess']['p50']:.2f} | {m['roi_full_frame_search']['p50']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    load_before = round(os.getloadavg()[0], 2)
+    results = [bench_resolution(r, args.iters) for r in RESOLUTIONS]
+    hw = hardware_info()
+    report = {"date": dt.date.today().isoformat(), "hardware": hw, "iters": args.iters, "results": results,
+              "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+              "native": {k: native.uses_native(k) for k in native.KERNELS}, "opencv_threads": cv2.getNumThreads()}
+    slug = re.sub(r"[^a-z0-9]+", "-", str(hw.get("cpu", "cpu")).lower()).strip("-")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    base = args.out_dir / f"frame_scaling_{report['date']}_{slug}-{hw['cores']}c"
+    base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    base.with_suffix(".md").write_text(to_markdown(report))
+    print(to_markdown(report))
+    print(f"wrote {base}.md/.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
