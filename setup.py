@@ -1,7 +1,7 @@
 """Build hook (metadata is in pyproject.toml): ``build_py`` also compiles the optional native
 kernels with CMake (:mod:`engine_build.native_build`), into the wheel's ``realtime/_native/``,
 or, for an editable install, into the source tree's ``realtime/_native/`` where
-:mod:`realtime.native` looks. No compiler: the install goes on and the fallbacks run."""
+:mod:`realtime.live.native` looks. No compiler: the install goes on and the fallbacks run."""
 
 import sys
 from pathlib import Path

@@ -60,7 +60,7 @@ def bench_model(name: str, iters: int, samples: int) -> dict[str, Any]:
     from realtime.backends.export_cache import cached_export
     from realtime.backends.graph_export import KeypointErrorStats, compare_keypoints, synthetic_pairs
     from realtime.backends.onnx_backend import OnnxBackend
-    from realtime.backends.openvino_backend import OpenVinoBackend
+    from realtime.backends.openvino_backend import OpenVinoBackend, finish_export
     from realtime.backends.torch_backend import TorchBackend
     from realtime.codec import HeatmapCodec
     from realtime.preprocess import background_input, foreground_input
@@ -68,7 +68,7 @@ def bench_model(name: str, iters: int, samples: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     ckpt = WEIGHTS / f"{name}.pt"
-    frame = cached_export(ckpt)
+    frame = cached_export(ckpt, finish_export)
     runtimes = {
         "torch_fp32": TorchBackend.from_path(ckpt),
         "onnxruntime_fp32": OnnxBackend(frame, providers=["CPUExecutionProvider"], intra_op_threads=1),

@@ -1,7 +1,7 @@
 """Per-frame stages that used to scale with the frame, before vs after issue 14, from 640x480 to 4K, in one run.
 
 For each resolution, the astronaut portrait rendered as the synthetic camera frames it
-(:class:`realtime.capture.PortraitMotionSource`), its face found once, and an accessory
+(:class:`realtime.live.capture.PortraitMotionSource`), its face found once, and an accessory
 quad of glasses size on it (0.9 x 0.33 face sizes across the eyes: the footprint grows
 with the face, as it would with a closer camera). Each "before" and "after" runs once per
 iteration, in rotating order, so ratios come from the same moments of a shared machine:
@@ -11,13 +11,13 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   after: the composite in place on the frame the loop owns (``render(..., in_place=True)``).
 * **grey** / **roi** (the tracker's periodic window search). Before: a full-frame BGR->grey
   conversion then the window search; after: only the window converted
-  (:meth:`realtime.roi.FaceDetector.detect` with ``near``). ``grey`` is the conversion
+  (:meth:`realtime.live.tracking.FaceDetector.detect` with ``near``). ``grey`` is the conversion
   alone; ``roi`` the whole search (before = the full-frame conversion + today's search, so
   it counts the window's own conversion twice: a few microseconds).
 * **display** (the CPU work of showing a frame, the window's blit excluded). Before:
   ``cv2.flip`` into a new array, the HUD, a BGR->RGB conversion into another
-  (``realtime.bench.display_frame_naive``); after: one pass into a display-owned buffer plus
-  the HUD on its panel (:class:`realtime.display.PreviewBuffer`).
+  (``realtime.bench.latency.display_frame_naive``); after: one pass into a display-owned buffer plus
+  the HUD on its panel (:class:`realtime.live.display.PreviewBuffer`).
 * For reference, unchanged stages: **capture** (JPEG decode, quality 90), **preprocess**
   (the native fused crop + normalise, 224 px), and the **full-frame face search** (run only
   while the face is lost).
@@ -41,14 +41,14 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from realtime import native
-from realtime.accessories import bundled_accessories
-from realtime.bench import decode_jpeg, display_frame_naive, encode_jpeg
-from realtime.capture import PortraitMotionSource
-from realtime.display import PreviewBuffer
+from realtime.live import native
+from realtime.bench.latency import decode_jpeg, display_frame_naive, encode_jpeg
+from realtime.live.capture import PortraitMotionSource
+from realtime.live.display import PreviewBuffer
 from realtime.geometry import crop_from_box
-from realtime.render import Compositor
-from realtime.roi import FaceDetector
+from realtime.live.render import Compositor
+from realtime.live.tracking import FaceDetector
+from realtime.procedural import bundled_accessories
 from realtime.sysinfo import hardware_info, summarize_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,10 +1,10 @@
 """Build the optional native kernels (``CMakeLists.txt`` -> ``libtryon_native.so``) from ``pip install``.
 
 ``setup.py`` calls :func:`build_native` from its ``build_py`` step, so ``pip install .`` and
-``pip install -e .`` compile the kernels that :mod:`realtime.native` loads with ctypes,
+``pip install -e .`` compile the kernels that :mod:`realtime.live.native` loads with ctypes,
 without a separate CMake step. They stay optional: without CMake or a C++ compiler, or when
-the build fails, the install goes on with a warning and :mod:`realtime.native` falls back to
-the OpenCV/NumPy references (``realtime.native.reason()`` says why). ``TRYON_NATIVE_BUILD=0``
+the build fails, the install goes on with a warning and :mod:`realtime.live.native` falls back to
+the OpenCV/NumPy references (``realtime.live.native.reason()`` says why). ``TRYON_NATIVE_BUILD=0``
 skips the build; ``TRYON_NATIVE_CMAKE_ARGS`` adds CMake options (e.g.
 ``-DTRYON_NATIVE_CUDA=OFF``).
 

@@ -40,7 +40,7 @@ def test_a_failing_build_does_not_fail_the_install(tmp_path, capsys):
 def test_builds_the_library_the_loader_accepts(tmp_path):
     if shutil.which("cmake") is None or shutil.which("c++") is None:
         pytest.skip("no cmake / C++ compiler")
-    from realtime import native
+    from realtime.live import native
 
     lib = native_build.build_native(tmp_path / "_native", tmp_path / "build")
     assert lib is not None and lib.name == native.LIB_NAME
