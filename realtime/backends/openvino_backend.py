@@ -27,6 +27,7 @@ import.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,15 @@ def import_openvino() -> Any:
         raise BackendError("the OpenVINO backend needs the 'openvino' package: pip install 'tryon-realtime[openvino]' "
                            "(or pip install openvino), or use --backend onnxruntime / torch") from exc
     return openvino
+
+
+@functools.lru_cache(maxsize=1)
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``: every backend compiles with it, so OpenVINO's device
+    plugins are loaded once and stay loaded for the life of the process (OpenVINO unloads a
+    plugin when the last Core using it goes; a process that created and dropped Cores per
+    model crashed in the test suite on a later SIGINT)."""
+    return import_openvino().Core()
 
 
 def cpu_capabilities(core: Any) -> list[str]:
@@ -135,7 +145,6 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, frame_path: str | Path, fg_path: str | Path | None = None, category: str | None = None,
                  threads: int | None = None, precision: str = "auto", cpu_has_bf16: bool | None = None) -> None:
-        ov = import_openvino()
         frame_path = Path(frame_path)
         if not frame_path.is_file():
             raise FileNotFoundError(f"ONNX graph not found: {frame_path}")
@@ -150,7 +159,7 @@ class OpenVinoBackend(Backend):
             from realtime.backends.resolver import default_threads
 
             threads = default_threads()
-        self.core = ov.Core()
+        self.core = shared_core()
         has_bf16 = "BF16" in cpu_capabilities(self.core) if cpu_has_bf16 is None else bool(cpu_has_bf16)
         self.choice = choose_precision(precision, frame_meta.bf16_check, has_bf16, frame_path.name)
         (log.warning if self.choice.fallback else log.info)(
@@ -241,7 +250,7 @@ def bf16_keypoint_check(frame_path: str | Path, pairs: Sequence[tuple[np.ndarray
     from realtime.backends.graph_export import KeypointErrorStats, compare_keypoints
 
     ov = import_openvino()
-    core = ov.Core()
+    core = shared_core()
     has_bf16 = "BF16" in cpu_capabilities(core) if cpu_has_bf16 is None else bool(cpu_has_bf16)
     if not has_bf16:
         return {"measured": False, "reason": f"measured on a CPU without native bf16 ({cpu_name(core)})",
