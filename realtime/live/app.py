@@ -51,6 +51,7 @@ from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
                                    open_source)
+from realtime.live.detectors import DEFAULT_DETECTOR, detector_names, make_detector
 from realtime.live.display import PreviewBuffer
 from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.pipeline import STATUS_OK as EST_OK
@@ -107,6 +108,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     g.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
+    g.add_argument("--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+                   help=f"face detector (default {DEFAULT_DETECTOR}, chosen by benchmarks/detection.py)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="smoothing option (realtime.live.smoothing.SmoothingConfig), e.g. --set beta=2 "
                         "--set min_cutoff=0.5 (repeatable)")
@@ -153,11 +156,13 @@ class SessionOptions:
         accessories: bundled names or image paths (empty: every bundled accessory).
         category: starting category, and the category of image files that do not say.
         smoothing: keypoint smoothing.
+        detector: face detector name (:data:`realtime.live.detectors.DETECTORS`).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
     accessories: tuple[str, ...] = ()
     category: str | None = None
+    detector: str = DEFAULT_DETECTOR
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
 
 
@@ -225,7 +230,7 @@ def _session_options(args: argparse.Namespace) -> SessionOptions:
                          engines=tuple(args.engine), device=args.device, precision=args.precision,
                          threads=args.threads)
     return SessionOptions(model=model, accessories=tuple(args.accessory), category=args.category,
-                          smoothing=load_config(SmoothingConfig, overrides=args.overrides))
+                          smoothing=load_config(SmoothingConfig, overrides=args.overrides), detector=args.detector)
 
 
 def _output_options(args: argparse.Namespace) -> OutputOptions:
@@ -294,7 +299,11 @@ def build_session(opts: SessionOptions, categories: Sequence[str] | None = None)
     if start is not None and start not in catalogue:
         names = ", ".join(a.name for accs in catalogue.values() for a in accs)
         raise UsageError(f"no accessory of category {start!r} among {names}")
-    pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing)
+    try:
+        detector = make_detector(opts.detector)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"--detector {opts.detector}: {exc}") from exc
+    pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing, detector=detector)
     log.info("model for %s: %s", pipeline.category, resolver.describe(pipeline.category))
     return Session(resolver, pipeline, smoothing)
 

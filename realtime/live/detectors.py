@@ -1,0 +1,300 @@
+"""Face detectors behind one small interface, chosen by name, and rotated / padded views.
+
+Every detector is a :class:`FaceDetector`: ``detect(frame_bgr, near=None)`` returns
+:class:`~realtime.framing.FaceBox` es (centre, side, score) in frame pixels, largest first;
+with ``near`` (the followed face) it searches only a window of 3 face sizes around it,
+nearest first. The registry (:data:`DETECTORS`, :func:`make_detector`) is the one place that
+knows the names; ``--detector NAME`` on ``tryon live / record / demo / bench`` picks one.
+
+Candidates (measured by ``python benchmarks/detection.py``, benchmarks/results/detection_*):
+
+* ``cascade``: OpenCV's LBP frontal-face cascade bundled with scikit-image
+  (``skimage.data.lbp_frontal_face_cascade_filename()``); no extra package.
+* ``dlib-hog``: dlib's HOG + linear SVM frontal detector (``dlib.get_frontal_face_detector``,
+  compiled into the ``dlib-bin`` wheel, ``pip install -e .[detect]``); imported lazily.
+
+Every detector's box is brought to one convention, the cascade's square (about eyebrows
+to chin, cheek to cheek), which the crop framing (:class:`realtime.framing.RoiConfig`) is
+calibrated on: ``BOX_SCALE`` and ``BOX_DY`` (face sizes, y down) per class, measured
+against the cascade on the same photos.
+
+Views (:func:`detect_in_view`): a detector trained on upright faces misses a head rolled by
+more than ~20 degrees and a face cut by the frame border. A view is the frame warped by a
+similarity (:func:`realtime.geometry.view_from_frame`: de-rotated, scaled, padded with
+black); the boxes found in it map back to the frame with their ``roll_deg``. The tracker
+uses a de-rotated window around a followed rolled face, and while nobody is followed one
+extra view per detection attempt (:data:`ACQUIRE_VIEWS`, cycling).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar
+
+import cv2
+import numpy as np
+
+from realtime.framing import FaceBox, RoiConfig
+from realtime.geometry import view_from_frame, warp_points
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _window(shape_hw: tuple[int, int], near: FaceBox) -> tuple[int, int, int, int] | None:
+    """Integer window (x0, y0, x1, y1) of 3 face sizes around ``near``, clipped to the frame."""
+    h, w = shape_hw
+    half = 1.5 * near.side
+    x0, y0 = max(0, int(near.cx - half)), max(0, int(near.cy - half))
+    x1, y1 = min(w, int(near.cx + half) + 1), min(h, int(near.cy + half) + 1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    return x0, y0, x1, y1
+
+
+class FaceDetector(ABC):
+    """Interface of a face detector.
+
+    Attributes:
+        name: registry name.
+        detect_width: full-frame searches run at this width (px); views are built at it.
+        window_face_px: window searches resize the expected face to about this size.
+        BOX_SCALE, BOX_DY: the detector's own box -> the cascade-convention face box (side
+            times BOX_SCALE, centre moved by BOX_DY face sizes down).
+    """
+
+    name: ClassVar[str] = ""
+    BOX_SCALE: ClassVar[float] = 1.0
+    BOX_DY: ClassVar[float] = 0.0
+    detect_width: int = 320
+    window_face_px: int = 48
+
+    @abstractmethod
+    def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
+        """Faces in ``frame_bgr`` (BGR or grey, frame pixels, with their score), largest
+        first; with ``near``, only in a window of 3 face sizes around it, nearest first."""
+
+
+class PyramidDetector(FaceDetector):
+    """A detector that searches a (downscaled) grey image for faces in a size range: the
+    full frame at ``detect_width``, or the window around ``near`` with the face resized to
+    ``window_face_px``. Only the searched image is converted to grey."""
+
+    @abstractmethod
+    def _boxes(self, grey: np.ndarray, min_px: float, max_px: float) -> list[tuple[float, float, float, float]]:
+        """(cx, cy, side, score) of faces of side in [min_px, max_px] in a grey image, in its pixels."""
+
+    def _search(self, image: np.ndarray, scale: float, origin: tuple[float, float], min_px: float,
+                max_px: float) -> list[FaceBox]:
+        h, w = image.shape[:2]
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+        else:
+            scale = 1.0
+        grey = _grey(image)
+        max_px = min(max_px, min(grey.shape))
+        out = []
+        for cx, cy, side, score in self._boxes(grey, min_px, max_px):
+            side = side / scale * self.BOX_SCALE
+            out.append(FaceBox(origin[0] + (cx + 0.5) / scale - 0.5,
+                               origin[1] + (cy + 0.5) / scale - 0.5 + self.BOX_DY * side, side, float(score)))
+        return out
+
+    def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
+        h, w = frame_bgr.shape[:2]
+        if near is None:
+            scale = min(1.0, self.detect_width / w)
+            faces = self._search(frame_bgr, scale, (0.0, 0.0), 0.0, float(min(h, w)) * scale)
+            return sorted(faces, key=lambda f: -f.side)
+        box = _window((h, w), near)
+        if box is None:
+            return []
+        x0, y0, x1, y1 = box
+        side = near.side / self.BOX_SCALE
+        scale = min(1.0, self.window_face_px / side)
+        faces = self._search(frame_bgr[y0:y1, x0:x1], scale, (x0, y0), 0.6 * side * min(scale, 1.0),
+                             1.6 * side * min(scale, 1.0))
+        return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
+
+
+# --------------------------------------------------------------------------------------
+# The candidates
+# --------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _cascade():
+    """The LBP frontal-face cascade bundled with scikit-image (loaded once)."""
+    from skimage.data import lbp_frontal_face_cascade_filename
+    from skimage.feature import Cascade
+
+    return Cascade(lbp_frontal_face_cascade_filename())
+
+
+class CascadeDetector(PyramidDetector):
+    """Frontal faces with scikit-image's bundled LBP cascade, on a downscaled grey image.
+
+    Args:
+        detect_width: full-frame searches run at this width (a face must be at least 20 px
+            there: 80 px in a 1280-wide frame).
+        window_face_px: window searches resize the expected face to this size.
+        min_neighbors: cascade vote threshold (higher = fewer false positives).
+    """
+
+    name = "cascade"
+    #: Smallest face the cascade window sees, px (the cascade's window is 24x24).
+    MIN_FACE_PX = 20
+    #: scikit-image's recommended pyramid step for speed (1.2).
+    SCALE_FACTOR = 1.2
+
+    def __init__(self, detect_width: int = 320, window_face_px: int = 48, min_neighbors: int = 4) -> None:
+        self.detect_width, self.window_face_px, self.min_neighbors = detect_width, window_face_px, min_neighbors
+        _cascade()  # load now: a missing file fails at start, not on the first frame
+
+    def _boxes(self, grey, min_px, max_px):
+        min_px = max(self.MIN_FACE_PX, min_px)
+        if max_px < min_px:
+            return []
+        dets = _cascade().detect_multi_scale(grey, scale_factor=self.SCALE_FACTOR, step_ratio=1,
+                                             min_size=(int(min_px), int(min_px)),
+                                             max_size=(int(max_px), int(max_px)),
+                                             min_neighbor_number=self.min_neighbors)
+        # The cascade reports no score: every detection passed all its stages.
+        return [(d["c"] + 0.5 * d["width"] - 0.5, d["r"] + 0.5 * d["height"] - 0.5, float(d["width"]), 1.0)
+                for d in dets]
+
+
+class DlibHogDetector(PyramidDetector):
+    """dlib's HOG frontal face detector (``dlib-bin`` wheel, imported on construction).
+
+    Args:
+        detect_width: full-frame searches run at this width (the HOG window is 80 px: a face
+            must be at least 80 px there).
+        window_face_px: window searches resize the expected face to this size.
+        threshold: SVM score a detection needs (dlib's default 0; higher = fewer false
+            positives, lower = more recall).
+
+    Raises:
+        ImportError: dlib is not installed (the message says how to install it).
+    """
+
+    name = "dlib-hog"
+    MIN_FACE_PX = 80
+    # Measured against the cascade on the calibration photos (benchmarks/detection.py --calibrate).
+    BOX_SCALE = 1.2
+    BOX_DY = 0.0
+
+    def __init__(self, detect_width: int = 480, window_face_px: int = 96, threshold: float = 0.0) -> None:
+        try:
+            import dlib
+        except ImportError as exc:
+            raise ImportError("detector 'dlib-hog' needs dlib: pip install dlib-bin "
+                              "(or pip install -e .[detect])") from exc
+        self.detect_width, self.window_face_px, self.threshold = detect_width, window_face_px, threshold
+        self._hog = dlib.get_frontal_face_detector()
+
+    def _boxes(self, grey, min_px, max_px):
+        if max_px < self.MIN_FACE_PX:
+            return []
+        rects, scores, _ = self._hog.run(np.ascontiguousarray(grey), 0, self.threshold)
+        out = []
+        for r, s in zip(rects, scores):
+            side = 0.5 * ((r.right() - r.left() + 1) + (r.bottom() - r.top() + 1))
+            if min_px <= side <= max_px * 1.25:
+                out.append((0.5 * (r.left() + r.right()), 0.5 * (r.top() + r.bottom()), side, s))
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+#: name -> factory from the category's :class:`RoiConfig` (None: the detector's defaults).
+DETECTORS: dict[str, Callable[[RoiConfig | None], FaceDetector]] = {
+    "cascade": lambda cfg: CascadeDetector() if cfg is None else
+    CascadeDetector(cfg.detect_width, cfg.window_face_px, cfg.min_neighbors),  # defaults = RoiConfig's
+    "dlib-hog": lambda cfg: DlibHogDetector(),
+}
+#: The default, chosen by measurement (benchmarks/results/detection_*.md).
+DEFAULT_DETECTOR = "cascade"
+
+
+def detector_names() -> list[str]:
+    """Registered detector names."""
+    return list(DETECTORS)
+
+
+def make_detector(name: str | None = None, cfg: RoiConfig | None = None) -> FaceDetector:
+    """The detector called ``name`` (default :data:`DEFAULT_DETECTOR`).
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+        ImportError: its optional package is missing (the message says which).
+    """
+    name = name or DEFAULT_DETECTOR
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name](cfg)
+
+
+# --------------------------------------------------------------------------------------
+# Views: rotated, padded
+# --------------------------------------------------------------------------------------
+
+def detect_in_view(detector: FaceDetector, frame_bgr: np.ndarray, view_from_frame_mat: np.ndarray,
+                   view_wh: tuple[int, int], roll_deg: float, near: FaceBox | None = None) -> list[FaceBox]:
+    """Run ``detector`` on a similarity view of the frame; boxes come back in frame pixels.
+
+    Args:
+        view_from_frame_mat: 3x3 similarity frame -> view (:func:`realtime.geometry.view_from_frame`).
+        view_wh: view size.
+        roll_deg: the roll the view removes (the found faces' ``roll_deg``).
+        near: a face in *frame* pixels to search around (mapped into the view).
+    """
+    view = cv2.warpAffine(frame_bgr, np.ascontiguousarray(view_from_frame_mat[:2]), view_wh,
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    scale = math.hypot(view_from_frame_mat[0, 0], view_from_frame_mat[1, 0])
+    near_v = None
+    if near is not None:
+        c = warp_points(view_from_frame_mat, np.array([near.cx, near.cy]))
+        near_v = FaceBox(float(c[0]), float(c[1]), near.side * scale)
+    frame_from_view = np.linalg.inv(view_from_frame_mat)
+    out = []
+    for f in detector.detect(view, near=near_v):
+        c = warp_points(frame_from_view, np.array([f.cx, f.cy]))
+        out.append(FaceBox(float(c[0]), float(c[1]), f.side / scale, f.score, float(roll_deg)))
+    return out
+
+
+def detect_rolled_near(detector: FaceDetector, frame_bgr: np.ndarray, near: FaceBox, roll_deg: float) -> list[FaceBox]:
+    """Window search around a followed face rolled by ``roll_deg``: the window is de-rotated
+    (and already scaled to the detector's window size), so the face is upright in it."""
+    scale = min(1.0, detector.window_face_px / (near.side / detector.BOX_SCALE))
+    side = max(8, int(round(3.0 * near.side * scale)))
+    mat = view_from_frame((near.cx, near.cy), scale, (side, side), roll_deg)
+    return detect_in_view(detector, frame_bgr, mat, (side, side), roll_deg, near=near)
+
+
+#: Extra views searched while nobody is followed, one per detection attempt, in turn:
+#: (roll_deg, pad): the frame de-rotated by roll_deg, or shrunk into a black border of
+#: ``pad`` frame sizes per side (a face cut by the frame border becomes whole).
+#: The cascade tolerates about +-10 degrees of roll, hence 15-degree steps; 30 first (a
+#: person who sits down tilted), the padded view every third attempt.
+ACQUIRE_VIEWS: tuple[tuple[float, float], ...] = (
+    (30.0, 0.0), (-30.0, 0.0), (0.0, 0.25), (15.0, 0.0), (-15.0, 0.0), (0.0, 0.25), (45.0, 0.0), (-45.0, 0.0),
+    (0.0, 0.25), (60.0, 0.0), (-60.0, 0.0), (0.0, 0.25))
+
+
+def detect_acquire_view(detector: FaceDetector, frame_bgr: np.ndarray, roll_deg: float, pad: float) -> list[FaceBox]:
+    """Full-frame search in one extra view (see :data:`ACQUIRE_VIEWS`), at the detector's
+    working width; a rotated view keeps the frame's size (its corners are cut)."""
+    h, w = frame_bgr.shape[:2]
+    vw = min(w, detector.detect_width)
+    vh = max(1, round(h * vw / w))
+    scale = vw / w / (1.0 + 2.0 * pad)
+    mat = view_from_frame(((w - 1) / 2.0, (h - 1) / 2.0), scale, (vw, vh), roll_deg)
+    faces = detect_in_view(detector, frame_bgr, mat, (vw, vh), roll_deg)
+    return sorted(faces, key=lambda f: -f.side)
