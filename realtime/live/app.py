@@ -338,7 +338,9 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (),
     if out.source_status != STATUS_OK:
         warning = out.source_status
     elif est is not None and est.status != EST_OK:
-        warning = "no face found" if est.roi is None else est.status
+        # Why nothing is drawn: no face, a detection the network has not confirmed / refused,
+        # the face left, low confidence (realtime.live.pipeline.Estimate.status).
+        warning = "no face found" if est.status == STATUS_NO_FACE else est.status
     elif session.resolver.untrained(pipe.category):
         warning = "UNTRAINED weights: placements are meaningless"
     return lines, warning
