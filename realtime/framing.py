@@ -64,8 +64,8 @@ class RoiConfig:
             rolled face the detector cannot see keeps its crop).
         verify_frames: frames in a row without a confident network output that reject a
             new detection (the network's presence check; nothing is drawn before it passes).
-        absent_frames: frames in a row the network calls "no face" that drop a confirmed
-            face (the person left).
+        absent_frames: frames in a row without a confident network output that drop a
+            confirmed face (the person left): the accessory is gone by the last of them.
         acquire_views: while nobody is followed, search one extra rotated / padded view
             per detection attempt (:data:`realtime.live.detectors.ACQUIRE_VIEWS`).
         roll_aware: turn the crop with the followed face's roll.

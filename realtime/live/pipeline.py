@@ -375,8 +375,11 @@ class TryOnPipeline:
             roll = None
             if out.pts_xy is not None:  # the smoothed quad's roll turns the next crop
                 roll = math.degrees(quad_to_params(out.pts_xy)[2]) - self._acc_quad[2]
-            kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll,
-                                        absent=confidence < gate.hide_confidence)
+            # Presence: below show_confidence counts as "no face here" for the tracker, not only below
+            # the gate's hide_confidence: on a non-face picture left where the face was (the space
+            # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
+            # gate's hysteresis band, which kept the accessory on for 10 frames.
+            kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll)
             if not kept:  # presence check: the network refused the detection, or the face left
                 self.smoother.reset()
                 return Estimate(frame.index, t, acc, roi, raw, None, confidence, False, self.tracker.reason,

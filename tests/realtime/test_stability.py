@@ -140,12 +140,17 @@ def _recording(raw: np.ndarray, traj: st.Trajectory, mats: np.ndarray) -> st.Rec
                         ["ok"] * n, mats, traj)
 
 
-def test_score_of_perfect_and_of_delayed_predictions():
-    traj = st.Trajectory(SHORT_SCRIPT, (320, 240))
+def _exact_recording(traj: st.Trajectory) -> st.Recording:
+    """A recording whose raw keypoints are a photo quad carried exactly through the motion."""
     mats = np.stack([traj.frame_from_image(i, (512, 512)) for i in range(len(traj))])
     photo_quad = np.array([[180.0, 100.0], [260.0, 100.0], [260.0, 130.0], [180.0, 130.0]])
-    exact = np.stack([warp_points(m, photo_quad) for m in mats])
-    rec = _recording(exact, traj, mats)
+    return _recording(np.stack([warp_points(m, photo_quad) for m in mats]), traj, mats)
+
+
+def test_score_of_perfect_and_of_delayed_predictions():
+    traj = st.Trajectory(SHORT_SCRIPT, (320, 240))
+    rec = _exact_recording(traj)
+    exact = rec.raw
     perfect = st.score(rec)
     assert perfect["jitter_pct"] == pytest.approx(0.0, abs=1e-9)
     assert perfect["motion_error_pct"] == pytest.approx(0.0, abs=1e-9)
@@ -307,10 +312,8 @@ def test_away_frames_show_the_non_face_picture_and_the_cut_is_a_step():
 
 def test_segment_metrics_with_known_answers():
     traj = st.Trajectory(AWAY_SCRIPT, (320, 240))
-    mats = np.stack([traj.frame_from_image(i, (512, 512)) for i in range(len(traj))])
-    photo_quad = np.array([[180.0, 100.0], [260.0, 100.0], [260.0, 130.0], [180.0, 130.0]])
-    exact = np.stack([warp_points(m, photo_quad) for m in mats])
-    rec = _recording(exact, traj, mats)
+    rec = _exact_recording(traj)
+    exact = rec.raw
     away, cut = traj.span("face away"), traj.span("cut to 30 deg tilt")
     vis = np.ones(len(traj), bool)
     vis[away.start:away.start + 3] = True  # 3 frames of accessory after the face left
