@@ -64,6 +64,9 @@ class RoiConfig:
             rolled face the detector cannot see keeps its crop).
         verify_frames: frames in a row without a confident network output that reject a
             new detection (the network's presence check; nothing is drawn before it passes).
+        verify_confidence: the network confidence that verifies a new detection (higher than
+            the gate's show level: the shipped glasses model gives 0.72-0.92 on real faces and
+            0.31-0.40, now and then more, on the space shuttle picture of the steadiness script).
         absent_frames: frames in a row without a confident network output that drop a
             confirmed face (the person left): the accessory is gone by the last of them.
         acquire_views: while nobody is followed, search one extra rotated / padded view
@@ -93,6 +96,7 @@ class RoiConfig:
     max_missed: int = 3
     max_missed_following: int = 0
     verify_frames: int = 3
+    verify_confidence: float = 0.6
     absent_frames: int = 3
     acquire_views: bool = True
     roll_aware: bool = True

@@ -379,7 +379,8 @@ class TryOnPipeline:
             # the gate's hide_confidence: on a non-face picture left where the face was (the space
             # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
             # gate's hysteresis band, which kept the accessory on for 10 frames.
-            kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll)
+            kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll,
+                                        confidence=confidence)
             if not kept:  # presence check: the network refused the detection, or the face left
                 self.smoother.reset()
                 return Estimate(frame.index, t, acc, roi, raw, None, confidence, False, self.tracker.reason,

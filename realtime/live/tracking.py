@@ -233,11 +233,12 @@ class RoiTracker:
         return self.last
 
     def observe(self, pts_xy: np.ndarray | None, confident: bool, roll_deg: float | None = None,
-                absent: bool | None = None) -> bool:
+                absent: bool | None = None, confidence: float | None = None) -> bool:
         """Feed back the keypoints (frame pixels) predicted on the crop :meth:`update` returned.
 
         Presence check: a new detection counts as a face only once the network is confident
-        on it (:attr:`verified`); ``verify_frames`` unconfident frames in a row reject it
+        on it (:attr:`verified`; with ``confidence`` given, at ``verify_confidence`` or more);
+        ``verify_frames`` frames in a row without that reject it
         (remembered for :data:`REJECT_FRAMES` frames). A verified face is dropped after
         ``absent_frames`` frames in a row that the network calls ``absent`` (default: not
         confident): the person left.
@@ -258,7 +259,8 @@ class RoiTracker:
         if self._face is None or roi is None:
             return True
         absent = (not confident) if absent is None else absent
-        if confident:
+        verifies = confident and (confidence is None or confidence >= self.cfg.verify_confidence)
+        if confident and (self._verified or verifies):
             self._verified, self._unconfirmed, self._absent = True, 0, 0
             self.reason = ""
         else:

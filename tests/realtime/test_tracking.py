@@ -253,3 +253,20 @@ def test_the_accessory_disappears_within_3_frames_after_the_face_leaves():
     # The keypoint log says why nothing is drawn.
     rec = pipe.estimate(Frame(empty, 60, 2.0)).record()
     assert rec["visible"] is False and rec["status"] != "ok"
+
+
+class UnsureEyeNet(EyeNet):
+    """The eye finder with its heatmaps at half height: confidence ~0.5, above the gate's show
+    level (0.4) but below the level that verifies a new detection (0.6)."""
+
+    def infer(self, bg_input: np.ndarray) -> np.ndarray:
+        return 0.5 * super().infer(bg_input)
+
+
+def test_a_detection_the_network_is_only_half_sure_of_is_never_drawn():
+    detector = OnceDetector((240.0, 185.0, EYE_GAP * 2.2), times=1000)
+    pipe, _ = _eye_pipeline(detector, UnsureEyeNet())
+    ests = [pipe.estimate(Frame(_face_frame((240.0, 180.0), 0.0), i, i / 30.0)) for i in range(12)]
+    assert all(e.confidence is None or 0.4 < e.confidence < 0.6 for e in ests)
+    assert not any(e.visible for e in ests)
+    assert REASON_REJECTED in [e.status for e in ests]
