@@ -47,7 +47,7 @@ from realtime.live.capture import PortraitMotionSource
 from realtime.live.display import PreviewBuffer
 from realtime.geometry import crop_from_box
 from realtime.live.render import Compositor
-from realtime.live.tracking import FaceDetector
+from realtime.live.detectors import CascadeDetector
 from realtime.procedural import bundled_accessories
 from realtime.sysinfo import hardware_info, summarize_ms
 
@@ -75,7 +75,7 @@ def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
 
     frame = PortraitMotionSource(astronaut(), size_wh=size_wh, seconds=0.1)._get(0)
     jpeg = encode_jpeg(frame)
-    det = FaceDetector()
+    det = CascadeDetector()
     faces = det.detect(frame)
     if not faces:
         raise RuntimeError(f"{size_wh}: no face found in the benchmark frame")
