@@ -11,7 +11,7 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   after: the composite in place on the frame the loop owns (``render(..., in_place=True)``).
 * **grey** / **roi** (the tracker's periodic window search). Before: a full-frame BGR->grey
   conversion then the window search; after: only the window converted
-  (:meth:`realtime.live.tracking.FaceDetector.detect` with ``near``). ``grey`` is the conversion
+  (:meth:`realtime.live.detectors.CascadeDetector.detect` with ``near``). ``grey`` is the conversion
   alone; ``roi`` the whole search (before = the full-frame conversion + today's search, so
   it counts the window's own conversion twice: a few microseconds).
 * **display** (the CPU work of showing a frame, the window's blit excluded). Before:
