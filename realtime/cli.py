@@ -66,11 +66,80 @@ def positive_float(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every ``tryon`` command's help: each option with its default (unless it has none to
+    show: no value, off, an empty list), descriptions and epilogs (the examples) as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default is argparse.SUPPRESS or not action.option_strings
+                or default is None or default is False or default == [] or default == ()
+                or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction))):
+            return action.help
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def command_parser(prog: str, description: str, examples: str | list[str], **kwargs) -> argparse.ArgumentParser:
+    """The parser of one ``tryon`` command: defaults shown (:class:`HelpFormatter`) and
+    examples in the epilog (one command line per string; an epilog given in ``kwargs`` goes first)."""
+    lines = [examples] if isinstance(examples, str) else list(examples)
+    epilog = kwargs.pop("epilog", None)
+    text = (f"{epilog}\n\n" if epilog else "") + "example" + ("s" if len(lines) > 1 else "") + ":\n" + \
+        "\n".join(f"  {line}" for line in lines)
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=text, formatter_class=HelpFormatter,
+                                   **kwargs)
+
+
+def terminal_tables(markdown: str) -> str:
+    """Markdown text for a terminal: each pipe table aligned in columns (the rule row
+    becomes dashes), everything else unchanged. Saved reports keep the Markdown."""
+    out: list[str] = []
+    block: list[list[str]] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        rows = [r for r in block if not all(set(c) <= set(":- ") and c for c in r)]
+        ncol = max(len(r) for r in rows)
+        rows = [r + [""] * (ncol - len(r)) for r in rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(ncol)]
+        numeric = [all(_is_number(r[i]) for r in rows[1:] if r[i]) for i in range(ncol)]
+
+        def fmt(r: list[str]) -> str:
+            return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip()
+
+        out.append(fmt(rows[0]))
+        out.append("  ".join("-" * w for w in widths))
+        out.extend(fmt(r) for r in rows[1:])
+        block.clear()
+
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+            block.append([c.strip() for c in stripped[1:-1].split("|")])
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return "\n".join(out) + ("\n" if markdown.endswith("\n") else "")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("%", "").replace("x", "").replace("±", "").split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tryon",
         description="Real-time virtual accessory try-on via keypoint hallucination.",
-        epilog="Run 'tryon COMMAND --help' for the options of one command.",
+        epilog="Run 'tryon COMMAND --help' for the options of one command, with examples.\n\n"
+               "example:\n  tryon demo --out demo.mp4",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tryon {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

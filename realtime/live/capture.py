@@ -36,6 +36,8 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
+from realtime.live.console import opencv_quiet
+
 log = logging.getLogger(__name__)
 
 #: Camera indices probed when listing cameras (OpenCV numbers V4L2 / DirectShow devices).
@@ -158,7 +160,8 @@ def list_cameras(indices: Sequence[int] = PROBE_INDICES,
     for i in indices:
         if opener is cv2.VideoCapture and sys.platform.startswith("linux") and not Path(f"/dev/video{i}").exists():
             continue
-        cap = opener(i)
+        with opencv_quiet():  # an absent index is expected here
+            cap = opener(i)
         try:
             if cap.isOpened():
                 ok, img = cap.read()
@@ -237,7 +240,8 @@ class CameraSource(_ThreadedSource):
         self._thread.start()
 
     def _open(self) -> Any | None:
-        cap = self._opener(self.index)
+        with opencv_quiet():  # OpenCV prints WARN/ERROR lines for an absent camera; we say it in one message
+            cap = self._opener(self.index)
         if not cap.isOpened():
             cap.release()
             return None
