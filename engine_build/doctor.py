@@ -23,7 +23,6 @@ Steps (one report at the end, also written as JSON):
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import json

@@ -28,7 +28,6 @@ every check passed, so a failed export leaves nothing that a backend could pick 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -48,6 +47,7 @@ import onnx
 import torch
 from torch import nn
 
+from realtime.cli import command_parser
 from realtime.artifacts import BG_INPUT, FEATURES, FG_INPUT, HEATMAPS, KEYPOINTS, ArtifactMeta, artifact_name
 from realtime.checkpoint import load_model
 from realtime.cli import positive_float, positive_int
@@ -411,9 +411,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | P
 
 def main(argv: list[str] | None = None) -> int:
     """``tryon export``: parse, validate, call :func:`export_checkpoint`, print the summary."""
-    parser = argparse.ArgumentParser(
-        prog="tryon export", description="Export a checkpoint to ONNX (foreground + per-frame graphs, FP16 "
-                                         "variant), verified on real inputs.")
+    parser = command_parser(
+        "tryon export", "Export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant), verified on "
+                        "real inputs.", "tryon export --checkpoint runs/glasses_lite/best.pt --out exports/glasses")
     parser.add_argument("--checkpoint", required=True, type=Path, help="tryon checkpoint (.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--data", type=Path, help="STRAT split for verification inputs (default: synthetic)")

@@ -12,6 +12,7 @@ below names them only as strings, resolved when that subcommand is run.)
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import logging
 import sys
@@ -70,14 +71,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every ``tryon`` command's help: each option with its default (unless it has none to
     show: no value, off, an empty list), descriptions and epilogs (the examples) as written."""
 
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return not (default is argparse.SUPPRESS or not action.option_strings or default is None or default is False
+                    or default == [] or default == ()
+                    or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction)))
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):  # an option without help still shows its default
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        default = action.default
-        if ("%(default)" in text or default is argparse.SUPPRESS or not action.option_strings
-                or default is None or default is False or default == [] or default == ()
-                or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction))):
+        if "default" in text.lower() or not self._shows_default(action):
             return action.help
-        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        return f"{text} (default: %(default)s)"
 
 
 def command_parser(prog: str, description: str, examples: str | list[str], **kwargs) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from realtime.cli import command_parser
 from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
 from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESOLUTIONS, BenchBackend, BenchSettings,
                                     canonical_heatmaps, model_info, run_bench, to_markdown)
@@ -37,8 +38,9 @@ def _category(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from realtime.live.app import parse_resolution
 
-    p = argparse.ArgumentParser(
-        prog="tryon bench",
+    p = command_parser(
+        "tryon bench", examples=["tryon bench --category glasses --resolution 1280x720",
+                                 "tryon bench --stability", "tryon bench --soak 20000"],
         description="Per-stage latency of the live pipeline, optimised vs naive, and async display FPS vs "
                     "inference Hz (default); steadiness on synthetic camera motion (--stability); memory and "
                     "FPS soak (--soak N). Reports go to stdout, and to --json / --out-dir as JSON + Markdown.")

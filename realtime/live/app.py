@@ -461,7 +461,7 @@ class RecordSink:
             self.recorder = VideoRecorder(self.path, self.fps, (img.shape[1], img.shape[0]),
                                           drop_when_full=self.drop)
             log.info("recording to %s (%s)", self.recorder.path, self.recorder.codec)
-        self.recorder.write(img)
+        self.recorder.write(img, out.frame.timestamp)  # capture time: the video plays at the lived speed
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -587,6 +587,7 @@ class LiveView:
         self.session, self.state, self.fps = session, state, fps
         self.record_path = record_path
         self.recorder: RecordSink | None = None
+        self.reports: list[Any] = []  # of the recordings made (r toggles, --record)
         self._rec_start = 0.0
         self.show_window = show_window
         self.outfit = tuple(outfit or session.pipeline.catalogue)
@@ -600,9 +601,15 @@ class LiveView:
             self._rec_start = time.monotonic()
             log.info("recording to %s (press r to stop)", path)
         else:
-            self.recorder.close()
-            self.recorder = None
+            self._stop_recording()
             self.record_path = None  # the next r starts a new file
+
+    def _stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        try:
+            recorder.close()
+        finally:
+            self.reports += recorder.reports
 
     def toggle_outfit(self) -> tuple[str, ...]:
         """Wear the outfit's categories together, or go back to one at a time."""
@@ -692,11 +699,12 @@ class LiveView:
         return self.handle_key(key, out)
 
     def close(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
-            self.recorder = None
-        if self.window is not None:
-            self.window.close()
+        try:
+            if self.recorder is not None:
+                self._stop_recording()
+        finally:
+            if self.window is not None:
+                self.window.close()
 
 
 # --------------------------------------------------------------------------------------

@@ -126,22 +126,9 @@ def check_display() -> Check:
                                          "--record FILE / --virtual-cam; tryon record; tryon demo")
 
 
-def h264_encoder() -> str | None:
-    """Name of PyAV's H.264 encoder (libx264, or another), None without PyAV or one."""
-    try:
-        av = importlib.import_module("av")
-    except ImportError:
-        return None
-    for name in ("libx264", "h264", "libopenh264"):
-        try:
-            codec = av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises its own error types for unknown codecs
-            continue
-        return codec.name
-    return None
-
-
 def check_h264() -> Check:
+    from realtime.live.record import h264_encoder
+
     enc = h264_encoder()
     if enc:
         return Check("H.264 recording", OK, f"PyAV {_version('av')} with {enc}: shareable MP4 (plays in browsers "

@@ -1,9 +1,12 @@
-"""Test doubles for the live capture: fake ``cv2.VideoCapture`` devices that fail on cue."""
+"""Test doubles for the live capture: fake ``cv2.VideoCapture`` devices that fail on cue, and a
+short video of the moving astronaut (:func:`write_video`)."""
 
 from __future__ import annotations
 
 import time
 from typing import Sequence
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,3 +80,17 @@ class _FakeCapture:
 
     def release(self) -> None:
         self.opened = False
+
+
+def write_video(path: Path, frames: int, size_wh=(480, 270), fps: float = 15.0) -> Path:
+    """An MJPG AVI of the astronaut portrait under synthetic camera motion."""
+    from skimage.data import astronaut
+
+    from realtime.live.capture import PortraitMotionSource
+
+    src = PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size_wh)
+    for i in range(src.frame_count):
+        w.write(src._get(i))
+    w.release()
+    return path
