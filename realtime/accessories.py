@@ -142,10 +142,7 @@ def matte_from_background(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -
     largest; then feathered inwards only (so the box does not grow and no background halo is added). Holes are
     deliberately NOT filled: the inside of a glasses frame must stay transparent.
     """
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    bg = np.median(border, axis=0)
-    if np.median(np.linalg.norm(border - bg, axis=1)) > threshold / 2:
-        log.warning("image background is not plain (border colours vary); the matte may be poor")
+    bg = np.median(_border(rgb), axis=0)
     dist = np.linalg.norm(rgb.astype(np.float32) - bg, axis=2)
     mask = (dist > threshold).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -158,6 +155,16 @@ def matte_from_background(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), MATTE_FEATHER_SIGMA)
     # Rescale so a pixel 2 px inside the edge is fully opaque again; only the outermost ring gets softened.
     return np.clip(np.round(np.minimum(soft * 2.0, 1.0) * mask * 255), 0, 255).astype(np.uint8)
+
+
+def _border(rgb: np.ndarray) -> np.ndarray:
+    return np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+
+
+def background_is_plain(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -> bool:
+    """Whether the 1-px border is one colour (within half the matte threshold, for most of it)."""
+    border = _border(rgb)
+    return bool(np.median(np.linalg.norm(border - np.median(border, axis=0), axis=1)) <= threshold / 2)
 
 
 def _category_for(path: Path, category: str | None) -> str:
@@ -225,10 +232,11 @@ def load_accessory(path: str | Path, category: str | None = None) -> Accessory:
     if rgba[..., 3].min() == 255:
         rgba[..., 3] = matte_from_background(rgba[..., :3])
         coverage = float(np.mean(rgba[..., 3] > ALPHA_BBOX_THRESHOLD))
-        if coverage > OPAQUE_COVERAGE:
-            log.warning("accessory image %s has no transparency and no plain background to cut out: %.0f %% of it "
-                        "stays opaque, so it will look like a pasted rectangle. Use a PNG with an alpha channel, "
-                        "or the object on a plain, evenly coloured background", path, 100 * coverage)
+        if coverage > OPAQUE_COVERAGE or not background_is_plain(rgba[..., :3]):
+            log.warning("accessory image %s has no transparency and no plain background to cut it out from "
+                        "(%.0f %% of it stays opaque): it will look like a pasted rectangle or a torn patch. Use a "
+                        "PNG with an alpha channel, or the object on a plain, evenly coloured background",
+                        path, 100 * coverage)
     acc = Accessory(f"{cat}/{path.stem}", cat, np.ascontiguousarray(rgba), str(path))
     if alpha_bbox_xyxy(acc.rgba[..., 3]) is None:
         raise ValueError(f"accessory image {path} has an empty alpha (nothing with alpha > {ALPHA_BBOX_THRESHOLD}"

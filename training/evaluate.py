@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.cli import command_parser
+from realtime.cli import command_parser, terminal_tables
 from realtime.backends.base import Backend, OpenOptions
 from realtime.backends.opener import open_artifact
 from realtime.codec import HeatmapCodec
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report.to_json(), allow_nan=False, default=_json_default))
     else:
-        print(report.to_markdown())
+        print(terminal_tables(report.to_markdown()))  # Markdown stays in the saved report
     return 0
 
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from realtime.cli import command_parser
+from realtime.cli import command_parser, terminal_tables
 from realtime.backends.resolver import BACKEND_CHOICES, ModelResolver, default_threads
 from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESOLUTIONS, BenchBackend, BenchSettings,
                                     canonical_heatmaps, model_info, run_bench, to_markdown)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             markdown, kind = to_markdown(report), "bench"
     finally:
         resolver.close()
-    print(markdown)
+    print(terminal_tables(markdown))  # aligned columns here; the saved .md keeps the Markdown
     paths = []
     if args.json is not None:
         paths = write_report(report, args.json, markdown)
