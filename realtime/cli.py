@@ -30,7 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant)",
                "engine_build.export:main"),
     "build-engine": ("build a TensorRT engine from an ONNX graph", "engine_build.trt_builder:main"),
-    "doctor": ("on an NVIDIA machine: build engines, check parity, benchmark", "engine_build.doctor:main"),
+    "doctor": ("check this machine (CPU, cameras, display, H.264, virtual camera, GPU), each with its fix; "
+               "with --checkpoint: build TensorRT engines, check parity, benchmark", "engine_build.doctor:main"),
     "live": ("try accessories on live from a webcam (or a video file)", "realtime.live.app:live_main"),
     "record": ("run the try-on on a video or camera and write an MP4", "realtime.live.app:record_main"),
     "demo": ("render a demo video with no webcam and no downloads", "realtime.live.app:demo_main"),

@@ -351,18 +351,18 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (), offline_f
     accs = pipe.catalogue[pipe.category]
     acc = pipe.accessory
     if pipe.outfit:
-        worn = " + ".join(pipe.catalogue[c][pipe.selected_index(c)].title for c in pipe.outfit)
-        what = f"outfit: {worn} | n/p change the {pipe.category} ({accs.index(acc) + 1}/{len(accs)})"
+        what = "outfit: " + " + ".join(pipe.catalogue[c][pipe.selected_index(c)].title for c in pipe.outfit)
+        if offline_frames is None:
+            what += f" | n/p change the {pipe.category} ({accs.index(acc) + 1}/{len(accs)})"
     else:
         what = f"{acc.title} ({accs.index(acc) + 1}/{len(accs)} {pipe.category})"
-    state = [f"smoothing {'on' if pipe.smoother.enabled else 'off'}"]
-    if mirrored is not None:
-        state.insert(0, f"mirror {'on' if mirrored else 'off'}")
     if offline_frames is None:
-        speed = f"display {out.display_fps:4.1f} fps | inference {out.inference_hz:4.1f} Hz"
-    else:
-        speed = f"frame {out.frame.index + 1}/{offline_frames}"
-    lines = [f"{what} | {' | '.join(state)}", speed]
+        state = [f"mirror {'on' if mirrored else 'off'}"] if mirrored is not None else []
+        state.append(f"smoothing {'on' if pipe.smoother.enabled else 'off'}")
+        lines = [f"{what} | {' | '.join(state)}",
+                 f"display {out.display_fps:4.1f} fps | inference {out.inference_hz:4.1f} Hz"]
+    else:  # a rendered video: short, so it hides little of the picture
+        lines = [f"{what} | frame {out.frame.index + 1}/{offline_frames}"]
     if debug:
         infer_ms = est.times_ms.get("infer", 0.0) if est else 0.0
         conf = f" | conf {est.confidence:.2f}" if est and est.confidence is not None else ""

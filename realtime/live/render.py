@@ -119,14 +119,13 @@ def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None
     font = cv2.FONT_HERSHEY_SIMPLEX
     line_h = int(round(30 * scale)) + 4
     pad = int(round(8 * scale))
-    if lines:
-        width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in lines) + 2 * pad
-        panel_h = line_h * len(lines) + pad
-        x1, y1 = min(w, width), min(h, panel_h)
-        roi = frame[:y1, :x1]
+    for i, text in enumerate(lines):  # each line on its own darkened strip, as wide as the line
+        x1 = min(w, cv2.getTextSize(text, font, scale, thick)[0][0] + 2 * pad)
+        y0 = 0 if i == 0 else line_h * i + pad // 2  # strips touch: line i's baseline is at line_h * (i + 1)
+        y1 = min(h, line_h * (i + 1) + (pad if i == len(lines) - 1 else pad // 2))
+        roi = frame[y0:y1, :x1]
         roi[...] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40 % behind the text
-        for i, text in enumerate(lines):
-            cv2.putText(frame, text, (pad, line_h * (i + 1)), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(frame, text, (pad, line_h * (i + 1)), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
     if warning:
         size = cv2.getTextSize(warning, font, scale * 1.2, thick + 1)[0]
         y = h - int(round(12 * scale))

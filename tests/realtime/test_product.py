@@ -371,3 +371,12 @@ def test_doctor_lines_say_what_to_fix(tmp_path, monkeypatch):
     text = doctor.format_checks(doctor.run_user_checks())
     for name in ("CPU runtime", "backends", "cameras", "display", "H.264 recording", "virtual camera", "GPU"):
         assert name in text
+
+
+def test_window_size_is_the_frame_fitted_to_the_screen():
+    from realtime.live.window import fit_size
+
+    assert fit_size((1280, 720), (1600, 1000)) == (1280, 720)  # fits: the frame's own size
+    assert fit_size((1920, 1080), (1600, 1000)) == (1472, 828)  # scaled down, aspect kept
+    assert fit_size((640, 360), (3840, 2160)) == (640, 360)  # never scaled up
+    assert fit_size((1280, 720), None) == (1280, 720)  # screen unknown
