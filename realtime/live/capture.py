@@ -500,6 +500,18 @@ class PortraitMotionSource(GeneratedSource):
         icx, icy = (iw - 1) / 2, (ih - 1) / 2
         return np.array([[c, -s, cx - c * icx + s * icy], [s, c, cy - s * icx - c * icy], [0, 0, 1]])
 
+    def save(self, path: str | Path, fourcc: str = "MJPG") -> Path:
+        """Write every frame to a video file (test and demo clips); returns ``path``."""
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size_wh)
+        if not writer.isOpened():
+            raise ValueError(f"cannot write video {path} with codec {fourcc}")
+        try:
+            for i in range(self.frame_count):
+                writer.write(self._get(i))
+        finally:
+            writer.release()
+        return Path(path)
+
     def _render(self, index: int) -> np.ndarray:
         mat = self.frame_from_image(index)[:2]
         w, h = self._size_wh

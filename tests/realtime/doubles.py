@@ -88,9 +88,4 @@ def write_video(path: Path, frames: int, size_wh=(480, 270), fps: float = 15.0) 
 
     from realtime.live.capture import PortraitMotionSource
 
-    src = PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size_wh)
-    for i in range(src.frame_count):
-        w.write(src._get(i))
-    w.release()
-    return path
+    return PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps).save(path)
