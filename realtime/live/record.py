@@ -343,7 +343,10 @@ class VideoRecorder:
             if h264 is not None:
                 self.size_wh = (self.size_wh[0] // 2 * 2, self.size_wh[1] // 2 * 2)  # yuv420p needs even sizes
                 self.path = self.requested
-                self._writer: Any = _AvWriter(_partial_path(self.path), self.fps, self.size_wh, h264)
+                try:
+                    self._writer: Any = _AvWriter(_partial_path(self.path), self.fps, self.size_wh, h264)
+                except Exception as exc:  # noqa: BLE001 - av / OS errors: named, not a traceback
+                    raise RecorderError(f"cannot write video {self.path}: {exc}") from exc
                 self.codec = f"H.264 {h264}"
             else:
                 writer, self.path, fourcc = open_writer(self.requested, self.fps, self.size_wh)

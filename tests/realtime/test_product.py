@@ -380,3 +380,15 @@ def test_window_size_is_the_frame_fitted_to_the_screen():
     assert fit_size((1920, 1080), (1600, 1000)) == (1472, 828)  # scaled down, aspect kept
     assert fit_size((640, 360), (3840, 2160)) == (640, 360)  # never scaled up
     assert fit_size((1280, 720), None) == (1280, 720)  # screen unknown
+
+
+def test_tryon_doctor_without_arguments_checks_this_machine(capsys, monkeypatch):
+    from realtime.cli import main
+    from realtime.live import doctor
+
+    monkeypatch.setattr(doctor, "check_cameras", lambda: doctor.Check("cameras", "warn", "none found", "connect one"))
+    assert main(["doctor"]) == 0  # nothing fails on a CPU machine without camera or GPU
+    out = capsys.readouterr().out
+    assert "H.264 recording" in out and "-> connect one" in out
+    monkeypatch.setattr(doctor, "check_backends", lambda: doctor.Check("backends", "fail", "neither", "pip install"))
+    assert main(["doctor"]) == 1
