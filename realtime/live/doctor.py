@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from realtime.backends.resolver import default_threads
+from realtime.backends.trt_install import install_hint
 from realtime.sysinfo import cpu_model
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
@@ -178,15 +179,15 @@ def check_gpu() -> Check:
     trt = _version("tensorrt")
     if smi is None:
         return Check("GPU", INFO, "no NVIDIA driver (nvidia-smi not found): the CPU runs the try-on",
-                     "on an NVIDIA machine: install the driver, the CUDA build of torch and pip install -e '.[trt]'")
+                     f"on an NVIDIA machine: install the driver, the CUDA build of torch and TensorRT: {install_hint()}")
     from realtime.sysinfo import gpu_info
 
     gpu = gpu_info()
     name = (gpu or {}).get("name", "NVIDIA GPU")
     found = f"{name}, driver {(gpu or {}).get('driver', '?')}, TensorRT {trt or 'absent'}"
     if trt is None:
-        return Check("GPU", WARN, found, "pip install -e '.[trt]', then tryon doctor --checkpoint CKPT to build "
-                                         "and check the engines")
+        return Check("GPU", WARN, found, f"{install_hint()}; then tryon doctor --checkpoint CKPT to build and check "
+                                         "the engines")
     return Check("GPU", OK, found, "build and check the engines: tryon doctor --checkpoint CKPT")
 
 
