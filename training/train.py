@@ -53,6 +53,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from realtime.cli import command_parser
 from realtime.checkpoint import load_checkpoint, save_checkpoint
 from realtime.codec import HeatmapCodec
 from realtime.config import CATEGORIES, ModelConfig
@@ -740,9 +741,10 @@ def train(cfg: TrainConfig) -> Path:
 # --------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tryon train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train the keypoint-hallucination network for one accessory category (paper Sec. 4.2).",
+    p = command_parser(
+        "tryon train", "Train the keypoint-hallucination network for one accessory category (paper Sec. 4.2).",
+        ["tryon train --config lite --category glasses --data data/pseudo_strat/glasses --out runs/glasses_lite",
+         "tryon train --out runs/glasses_lite --resume"],
         epilog="Config precedence: model preset < --config YAML < --set overrides; presets in\n"
                "training/configs (paper, lite). Several processes (DDP): torchrun --standalone\n"
                "--nproc_per_node=2 -m training.train ... (optim.batch_size stays the global batch).")
