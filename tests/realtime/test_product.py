@@ -127,7 +127,7 @@ def test_live_recording_plays_in_wall_time_in_every_mode(tmp_path, mode):
             time.sleep(0.1)
             return SimpleNamespace(times_ms={"infer": 100.0})
 
-        def render(self, image, est, times=None):
+        def render(self, image, est, times=None, in_place=False):
             return image
 
         def reset(self):
