@@ -599,6 +599,15 @@ class _Trainer:
                 "samples_per_s": seen_all / max(elapsed, 1e-9), "epoch_time_s": elapsed}
 
     # -------------------------------------------------------------- the run
+    def close_workers(self) -> None:
+        """Shut the persistent DataLoader workers down now. They ignore SIGTERM (see
+        :func:`_worker_init`), so left to interpreter exit, multiprocessing's SIGTERM to its
+        daemonic children would never end them and the exit would wait on them for ever."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
     def fit(self) -> Path:
         cfg = self.cfg
         if self.dist.is_main:
@@ -658,6 +667,7 @@ class _Trainer:
             raise
         finally:
             restore()
+            self.close_workers()
             if self.tb:
                 self.tb.close()
         return last
