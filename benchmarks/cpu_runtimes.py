@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -160,13 +158,12 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_capabilities": cpu_capabilities(openvino.Core()),
               "versions": {"openvino": openvino.__version__, "onnxruntime": onnxruntime.__version__,
                            "torch": torch.__version__}}
-    slug = re.sub(r"[^a-z0-9]+", "-", str(hw.get("cpu", "cpu")).lower()).strip("-")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    base = args.out_dir / f"cpu_runtimes_{report['date']}_{slug}-{hw.get('cores')}c"
-    base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    base.with_suffix(".md").write_text(to_markdown(report))
-    print(to_markdown(report))
-    print(f"wrote {base}.md/.json")
+    from realtime.bench.report import hardware_slug, write_report
+
+    markdown = to_markdown(report)
+    paths = write_report(report, args.out_dir / f"cpu_runtimes_{report['date']}_{hardware_slug(report)}.json", markdown)
+    print(markdown)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -148,13 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": dt.date.today().isoformat(), "hardware": hw, "iters": args.iters, "results": results,
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
               "native": {k: native.uses_native(k) for k in native.KERNELS}, "opencv_threads": cv2.getNumThreads()}
-    slug = re.sub(r"[^a-z0-9]+", "-", str(hw.get("cpu", "cpu")).lower()).strip("-")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    base = args.out_dir / f"frame_scaling_{report['date']}_{slug}-{hw['cores']}c"
-    base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    base.with_suffix(".md").write_text(to_markdown(report))
-    print(to_markdown(report))
-    print(f"wrote {base}.md/.json")
+    from realtime.bench.report import hardware_slug, write_report
+
+    markdown = to_markdown(report)
+    paths = write_report(report, args.out_dir / f"frame_scaling_{report['date']}_{hardware_slug(report)}.json", markdown)
+    print(markdown)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

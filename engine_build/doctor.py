@@ -23,7 +23,6 @@ Steps (one report at the end, also written as JSON):
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import json
@@ -262,10 +261,18 @@ def run_doctor(export_dir: str | Path | None = None, checkpoint: str | Path | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``tryon doctor``: returns 0 when the engines pass, 1 when parity fails, 2 when something is missing."""
-    parser = argparse.ArgumentParser(
-        prog="tryon doctor", description="On an NVIDIA machine: build the engines, check keypoint parity, benchmark.")
-    src = parser.add_mutually_exclusive_group(required=True)
+    """``tryon doctor``: the user checks (:mod:`realtime.live.doctor`), then with ``--export-dir`` /
+    ``--checkpoint`` the engines. Returns 0 when all passes, 1 when a user check or parity fails,
+    2 when something the engines need is missing."""
+    from realtime.cli import command_parser
+    from realtime.live.doctor import exit_status, format_checks, run_user_checks
+
+    parser = command_parser(
+        "tryon doctor", "Check this machine for the try-on (CPU, cameras, display, H.264, virtual camera, GPU), "
+                        "each with its fix; on an NVIDIA machine also build the engines, check keypoint parity, "
+                        "benchmark.",
+        ["tryon doctor", "tryon doctor --checkpoint realtime/weights/glasses_lite.pt"])
+    src = parser.add_mutually_exclusive_group()
     src.add_argument("--export-dir", type=Path, help="folder written by 'tryon export'")
     src.add_argument("--checkpoint", type=Path, help="checkpoint to export first")
     parser.add_argument("--out", type=Path, help="output folder (default: EXPORT_DIR/engines)")
@@ -278,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    checks = run_user_checks()
+    print(format_checks(checks))
+    if args.export_dir is None and args.checkpoint is None:
+        return exit_status(checks)
+    print()
     from engine_build.trt_builder import TrtBuildError
-    from realtime.errors import BackendError
     from realtime.backends.trt_version import TrtVersionError
+    from realtime.errors import BackendError
 
     try:
         report = run_doctor(args.export_dir, args.checkpoint, args.out, args.data, args.fp16, args.samples,

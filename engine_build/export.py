@@ -33,7 +33,6 @@ every check passed, so a failed export leaves nothing that a backend could pick 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -51,6 +50,7 @@ from realtime.artifacts import artifact_name
 from realtime.backends.graph_export import (FP32_TOLERANCE_PX, MIN_OPSET, FrameWithKeypoints, KeypointErrorStats,  # noqa: F401
                                             compare_keypoints, export_fp32_graphs, synthetic_backgrounds,
                                             synthetic_pairs, update_meta, with_meta)
+from realtime.cli import command_parser
 from realtime.checkpoint import load_model
 from realtime.cli import positive_float, positive_int
 from realtime.config import ModelConfig
@@ -264,9 +264,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, data: str | P
 
 def main(argv: list[str] | None = None) -> int:
     """``tryon export``: parse, validate, call :func:`export_checkpoint`, print the summary."""
-    parser = argparse.ArgumentParser(
-        prog="tryon export", description="Export a checkpoint to ONNX (foreground + per-frame graphs, FP16 "
-                                         "variant), verified on real inputs.")
+    parser = command_parser(
+        "tryon export", "Export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant), verified on "
+                        "real inputs.", "tryon export --checkpoint runs/glasses_lite/best.pt --out exports/glasses")
     parser.add_argument("--checkpoint", required=True, type=Path, help="tryon checkpoint (.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--data", type=Path, help="STRAT split for verification inputs (default: synthetic)")

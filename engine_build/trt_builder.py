@@ -28,7 +28,6 @@ ONNX graph's tryon metadata and the engine's sha256; the TensorRT runner refuses
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import __version__
+from realtime.cli import command_parser
 from realtime.artifacts import ArtifactMeta, artifact_name, check_meta, utc_now_iso
 from realtime.backends.engine_file import sidecar_path, write_engine_file
 from realtime.backends.tensorrt_backend import gpu_identity
@@ -201,9 +201,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, fp16: bool = False, wor
 
 def main(argv: list[str] | None = None) -> int:
     """``tryon build-engine``: parse, validate, call :func:`build_engine`, print what was written."""
-    parser = argparse.ArgumentParser(
-        prog="tryon build-engine", description="Build a TensorRT engine (bare X.engine, loadable by trtexec, + "
-                                               "its X.engine.json sidecar) from a graph written by 'tryon export'.")
+    parser = command_parser(
+        "tryon build-engine", "Build a TensorRT engine (bare X.engine, loadable by trtexec, + its X.engine.json "
+                              "sidecar) from a graph written by 'tryon export'.",
+        "tryon build-engine --onnx exports/glasses/glasses_224_frame_fp16.onnx --out exports/glasses/engines")
     parser.add_argument("--onnx", required=True, type=Path, help="graph written by 'tryon export'")
     parser.add_argument("--out", required=True, type=Path, help="PATH.engine, or a folder (name chosen for you)")
     parser.add_argument("--fp16", action="store_true",

@@ -37,6 +37,8 @@ ALPHA_BBOX_THRESHOLD = 8
 MATTE_THRESHOLD = 40.0
 # Gaussian sigma (px) of the inward-only feather on the matte edge.
 MATTE_FEATHER_SIGMA = 1.0
+#: An image without alpha whose matte keeps more than this fraction opaque is warned about (a rectangle).
+OPAQUE_COVERAGE = 0.9
 # Transparent margin (px) around generated accessories: enough for the anti-aliased edge to fade out.
 GEN_MARGIN_PX = 3
 _NAME_PREFIX = re.compile(r"^(sunglasses|eyeglasses|spectacles|glasses|bowtie|bow_tie|necktie|bow|tie|hat|cap)"
@@ -65,18 +67,28 @@ class Accessory:
         category: One of :data:`CATEGORIES`.
         rgba: (H, W, 4) uint8 image in RGBA channel order (not BGR).
         source: File path, or ``"procedural:<style>:<seed>"``.
+        label: What the user sees (HUD, logs); empty: :attr:`title` derives it from the name.
     """
 
     name: str
     category: str
     rgba: np.ndarray = field(repr=False)
     source: str = ""
+    label: str = ""
 
     def __post_init__(self) -> None:
         check_category(self.category)
         if self.rgba.ndim != 3 or self.rgba.shape[2] != 4 or self.rgba.dtype != np.uint8:
             raise ValueError(f"accessory {self.name!r}: rgba must be (H, W, 4) uint8, "
                              f"got {self.rgba.shape} {self.rgba.dtype}")
+
+    @property
+    def title(self) -> str:
+        """The display name: :attr:`label`, else the name without its category and generator seed
+        (``"glasses/cat_eye-3"`` -> ``"cat eye"``)."""
+        if self.label:
+            return self.label
+        return re.sub(r"-\d+$", "", self.name.rpartition("/")[2]).replace("_", " ")
 
     @property
     def size_wh(self) -> tuple[int, int]:
@@ -130,10 +142,7 @@ def matte_from_background(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -
     largest; then feathered inwards only (so the box does not grow and no background halo is added). Holes are
     deliberately NOT filled: the inside of a glasses frame must stay transparent.
     """
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    bg = np.median(border, axis=0)
-    if np.median(np.linalg.norm(border - bg, axis=1)) > threshold / 2:
-        log.warning("image background is not plain (border colours vary); the matte may be poor")
+    bg = np.median(_border(rgb), axis=0)
     dist = np.linalg.norm(rgb.astype(np.float32) - bg, axis=2)
     mask = (dist > threshold).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -146,6 +155,16 @@ def matte_from_background(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), MATTE_FEATHER_SIGMA)
     # Rescale so a pixel 2 px inside the edge is fully opaque again; only the outermost ring gets softened.
     return np.clip(np.round(np.minimum(soft * 2.0, 1.0) * mask * 255), 0, 255).astype(np.uint8)
+
+
+def _border(rgb: np.ndarray) -> np.ndarray:
+    return np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+
+
+def background_is_plain(rgb: np.ndarray, threshold: float = MATTE_THRESHOLD) -> bool:
+    """Whether the 1-px border is one colour (within half the matte threshold, for most of it)."""
+    border = _border(rgb)
+    return bool(np.median(np.linalg.norm(border - np.median(border, axis=0), axis=1)) <= threshold / 2)
 
 
 def _category_for(path: Path, category: str | None) -> str:
@@ -212,6 +231,12 @@ def load_accessory(path: str | Path, category: str | None = None) -> Accessory:
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     if rgba[..., 3].min() == 255:
         rgba[..., 3] = matte_from_background(rgba[..., :3])
+        coverage = float(np.mean(rgba[..., 3] > ALPHA_BBOX_THRESHOLD))
+        if coverage > OPAQUE_COVERAGE or not background_is_plain(rgba[..., :3]):
+            log.warning("accessory image %s has no transparency and no plain background to cut it out from "
+                        "(%.0f %% of it stays opaque): it will look like a pasted rectangle or a torn patch. Use a "
+                        "PNG with an alpha channel, or the object on a plain, evenly coloured background",
+                        path, 100 * coverage)
     acc = Accessory(f"{cat}/{path.stem}", cat, np.ascontiguousarray(rgba), str(path))
     if alpha_bbox_xyxy(acc.rgba[..., 3]) is None:
         raise ValueError(f"accessory image {path} has an empty alpha (nothing with alpha > {ALPHA_BBOX_THRESHOLD}"

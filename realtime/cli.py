@@ -12,6 +12,7 @@ below names them only as strings, resolved when that subcommand is run.)
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import logging
 import sys
@@ -29,7 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export a checkpoint to ONNX (foreground + per-frame graphs, FP16 variant)",
                "engine_build.export:main"),
     "build-engine": ("build a TensorRT engine from an ONNX graph", "engine_build.trt_builder:main"),
-    "doctor": ("on an NVIDIA machine: build engines, check parity, benchmark", "engine_build.doctor:main"),
+    "doctor": ("check this machine (CPU, cameras, display, H.264, virtual camera, GPU), each with its fix; "
+               "with --checkpoint: build TensorRT engines, check parity, benchmark", "engine_build.doctor:main"),
     "live": ("try accessories on live from a webcam (or a video file)", "realtime.live.app:live_main"),
     "record": ("run the try-on on a video or camera and write an MP4", "realtime.live.app:record_main"),
     "demo": ("render a demo video with no webcam and no downloads", "realtime.live.app:demo_main"),
@@ -66,11 +68,90 @@ def positive_float(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every ``tryon`` command's help: each option with its default (unless it has none to
+    show: no value, off, an empty list), descriptions and epilogs (the examples) as written."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return not (default is argparse.SUPPRESS or not action.option_strings or default is None or default is False
+                    or default == [] or default == ()
+                    or isinstance(action, (argparse._StoreTrueAction, argparse._VersionAction, argparse._HelpAction)))
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):  # an option without help still shows its default
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or not self._shows_default(action):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+def command_parser(prog: str, description: str, examples: str | list[str], **kwargs) -> argparse.ArgumentParser:
+    """The parser of one ``tryon`` command: defaults shown (:class:`HelpFormatter`) and
+    examples in the epilog (one command line per string; an epilog given in ``kwargs`` goes first)."""
+    lines = [examples] if isinstance(examples, str) else list(examples)
+    epilog = kwargs.pop("epilog", None)
+    text = (f"{epilog}\n\n" if epilog else "") + "example" + ("s" if len(lines) > 1 else "") + ":\n" + \
+        "\n".join(f"  {line}" for line in lines)
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=text, formatter_class=HelpFormatter,
+                                   **kwargs)
+
+
+def terminal_tables(markdown: str) -> str:
+    """Markdown text for a terminal: each pipe table aligned in columns (the rule row
+    becomes dashes), everything else unchanged. Saved reports keep the Markdown."""
+    out: list[str] = []
+    block: list[list[str]] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        rows = [r for r in block if not all(set(c) <= set(":- ") and c for c in r)]
+        ncol = max(len(r) for r in rows)
+        rows = [r + [""] * (ncol - len(r)) for r in rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(ncol)]
+        numeric = [all(_is_number(r[i]) for r in rows[1:] if r[i]) for i in range(ncol)]
+
+        def fmt(r: list[str]) -> str:
+            return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip()
+
+        out.append(fmt(rows[0]))
+        out.append("  ".join("-" * w for w in widths))
+        out.extend(fmt(r) for r in rows[1:])
+        block.clear()
+
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+            block.append([c.strip() for c in stripped[1:-1].split("|")])
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return "\n".join(out) + ("\n" if markdown.endswith("\n") else "")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("%", "").replace("x", "").replace("±", "").split()[0])
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tryon",
         description="Real-time virtual accessory try-on via keypoint hallucination.",
-        epilog="Run 'tryon COMMAND --help' for the options of one command.",
+        epilog="Run 'tryon COMMAND --help' for the options of one command, with examples.\n\n"
+               "example:\n  tryon demo --out demo.mp4",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tryon {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -580,22 +580,26 @@ def generate_accessory(category: str, style: str | None = None, seed: int = 0,
     return acc.cropped(GEN_MARGIN_PX) if size is None else acc
 
 
-# (style, seed) per category; seeds picked by eye from the contact sheets for variety (tinted and clear lenses,
-# different colours). The first entry of a style is named "<category>/<style>", later ones "<category>/<style>-<seed>".
+# (style, seed[, label]) per category; seeds picked by eye from the contact sheets for variety (tinted and clear
+# lenses, different colours). The first entry of a style is named "<category>/<style>", later ones
+# "<category>/<style>-<seed>" (lookup names); the label is what the user sees (Accessory.title).
 _BUNDLED = {
-    "glasses": (("rectangular", 1), ("round", 0), ("aviator", 1), ("cat_eye", 1), ("rimless", 0), ("rectangular", 6)),
+    "glasses": (("rectangular", 1), ("round", 0), ("aviator", 1), ("cat_eye", 1), ("rimless", 0),
+                ("rectangular", 6, "rectangular, tinted")),
     "hat": (("cap", 2), ("fedora", 3), ("beanie", 3), ("top_hat", 1), ("sun_hat", 2), ("bucket", 2)),
-    "tie": (("necktie_plain", 6), ("necktie_stripes", 5), ("necktie_dots", 0), ("bow_tie", 0), ("bow_tie", 12)),
+    "tie": (("necktie_plain", 6, "necktie"), ("necktie_stripes", 5, "striped necktie"),
+            ("necktie_dots", 0, "dotted necktie"), ("bow_tie", 0), ("bow_tie", 12, "bow tie, dotted")),
 }
 
 
 @functools.lru_cache(maxsize=None)
 def _bundled(category: str) -> tuple[Accessory, ...]:
     out, seen = [], set()
-    for style, seed in _BUNDLED[category]:
+    for style, seed, *label in _BUNDLED[category]:
         acc = generate_accessory(category, style, seed)
         if style not in seen:
             acc.name = f"{category}/{style}"
+        acc.label = label[0] if label else ""
         seen.add(style)
         acc.rgba.setflags(write=False)  # shared by the cache; callers get copies
         out.append(acc)

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.cli import command_parser, terminal_tables
 from realtime.backends.base import Backend, OpenOptions
 from realtime.backends.opener import open_artifact
 from realtime.codec import HeatmapCodec
@@ -351,8 +352,9 @@ def _mean_quad_source(data: str | Path, test_set: StratDataset, meta: dict[str, 
 # --------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tryon eval", description="Evaluate a model on a STRAT test split: "
-                                "LSSIM, IoU, Disp beside the paper's Table 1 and simple baselines.")
+    p = command_parser("tryon eval", "Evaluate a model on a STRAT test split: LSSIM, IoU, Disp beside the paper's "
+                                     "Table 1 and simple baselines.",
+                       "tryon eval --checkpoint runs/glasses_lite/best.pt --data data/pseudo_strat/glasses")
     p.add_argument("--checkpoint", required=True, help=".pt checkpoint, .onnx file, .engine or an export folder")
     p.add_argument("--data", required=True, help="dataset root (uses its test/ split) or a split dir")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"),
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report.to_json(), allow_nan=False, default=_json_default))
     else:
-        print(report.to_markdown())
+        print(terminal_tables(report.to_markdown()))  # Markdown stays in the saved report
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from realtime.cli import HelpFormatter, command_parser
 from realtime.config import CATEGORIES, category_input_size
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+SYNTHETIC_EXAMPLE = "tryon make-dataset synthetic --category glasses --n 512 --out data/synth_glasses"
+PSEUDO_EXAMPLE = ("tryon make-dataset pseudo-strat --photos PHOTOS_DIR --accessories ACCESSORIES_DIR --category glasses "
+                  "--out data/pseudo_strat/glasses")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tryon make-dataset", description="Build STRAT-format training data: synthetic, or pseudo-STRAT from real photos.")
+    parser = command_parser("tryon make-dataset", "Build STRAT-format training data: synthetic, or pseudo-STRAT "
+                                                  "from real photos.", [SYNTHETIC_EXAMPLE, PSEUDO_EXAMPLE])
     sub = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
 
-    syn = sub.add_parser("synthetic", help="procedurally drawn faces / upper bodies with accessories")
+    syn = sub.add_parser("synthetic", help="procedurally drawn faces / upper bodies with accessories",
+                         formatter_class=HelpFormatter, epilog=f"example:\n  {SYNTHETIC_EXAMPLE}")
     syn.add_argument("--category", required=True, choices=CATEGORIES)
     syn.add_argument("--n", type=_positive_int, required=True, help="total samples (train + test)")
     syn.add_argument("--size", type=int, default=None,
@@ -78,7 +86,8 @@ def _build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", required=True, type=Path, help="dataset root; writes OUT/train and OUT/test")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    ps = sub.add_parser("pseudo-strat", help="real photos + accessories placed from a landmark teacher")
+    ps = sub.add_parser("pseudo-strat", help="real photos + accessories placed from a landmark teacher",
+                        formatter_class=HelpFormatter, epilog=f"example:\n  {PSEUDO_EXAMPLE}")
     ps.add_argument("--photos", required=True, nargs="+", type=Path, help="folder(s) of photos")
     ps.add_argument("--accessories", required=True, type=Path, help="folder of accessory images")
     ps.add_argument("--category", required=True, choices=CATEGORIES)

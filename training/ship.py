@@ -21,7 +21,6 @@ by hand.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
 import json
@@ -33,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from realtime.cli import command_parser
 from realtime.backends.resolver import WEIGHTS_DIR
 from realtime.checkpoint import load_checkpoint, save_checkpoint
 from realtime.config import ModelConfig
@@ -339,7 +339,9 @@ def ship(checkpoint: str | Path, data: str | Path, name: str | None = None, out_
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tryon ship", description=__doc__.splitlines()[0])
+    p = command_parser("tryon ship", __doc__.splitlines()[0],
+                       "tryon ship --checkpoint runs/glasses_lite/best.pt --data data/pseudo_strat/glasses "
+                       "--name glasses_lite --helen HELEN_DIR --teacher-cache data/teacher_cache")
     p.add_argument("--checkpoint", required=True, help="trained .pt checkpoint (e.g. RUN/best.pt)")
     p.add_argument("--data", required=True, help="the pseudo-STRAT dataset root it was trained on (train/ + test/)")
     p.add_argument("--name", help="file stem, starting with the category (default: <category>_w<width>)")

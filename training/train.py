@@ -53,6 +53,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from realtime.cli import command_parser
 from realtime.checkpoint import load_checkpoint, save_checkpoint
 from realtime.codec import HeatmapCodec
 from realtime.config import CATEGORIES, ModelConfig
@@ -598,6 +599,15 @@ class _Trainer:
                 "samples_per_s": seen_all / max(elapsed, 1e-9), "epoch_time_s": elapsed}
 
     # -------------------------------------------------------------- the run
+    def close_workers(self) -> None:
+        """Shut the persistent DataLoader workers down now. They ignore SIGTERM (see
+        :func:`_worker_init`), so left to interpreter exit, multiprocessing's SIGTERM to its
+        daemonic children would never end them and the exit would wait on them for ever."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
     def fit(self) -> Path:
         cfg = self.cfg
         if self.dist.is_main:
@@ -657,6 +667,7 @@ class _Trainer:
             raise
         finally:
             restore()
+            self.close_workers()
             if self.tb:
                 self.tb.close()
         return last
@@ -740,9 +751,10 @@ def train(cfg: TrainConfig) -> Path:
 # --------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tryon train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train the keypoint-hallucination network for one accessory category (paper Sec. 4.2).",
+    p = command_parser(
+        "tryon train", "Train the keypoint-hallucination network for one accessory category (paper Sec. 4.2).",
+        ["tryon train --config lite --category glasses --data data/pseudo_strat/glasses --out runs/glasses_lite",
+         "tryon train --out runs/glasses_lite --resume"],
         epilog="Config precedence: model preset < --config YAML < --set overrides; presets in\n"
                "training/configs (paper, lite). Several processes (DDP): torchrun --standalone\n"
                "--nproc_per_node=2 -m training.train ... (optim.batch_size stays the global batch).")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from realtime.backends.resolver import (BACKEND_CHOICES, PRECISION_CHOICES, PRECISION_HELP, ModelResolver,
                                        default_threads)
+from realtime.cli import command_parser, terminal_tables
 from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESOLUTIONS, BenchBackend, BenchSettings,
                                     canonical_heatmaps, model_info, run_bench, to_markdown)
 from realtime.bench.report import environment, hardware_slug, write_report
@@ -39,8 +40,9 @@ def _category(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from realtime.live.app import parse_resolution
 
-    p = argparse.ArgumentParser(
-        prog="tryon bench",
+    p = command_parser(
+        "tryon bench", examples=["tryon bench --category glasses --resolution 1280x720",
+                                 "tryon bench --stability", "tryon bench --soak 20000"],
         description="Per-stage latency of the live pipeline, optimised vs naive, and async display FPS vs "
                     "inference Hz (default); steadiness on synthetic camera motion (--stability); memory and "
                     "FPS soak (--soak N). Reports go to stdout, and to --json / --out-dir as JSON + Markdown.")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             markdown, kind = to_markdown(report), "bench"
     finally:
         resolver.close()
-    print(markdown)
+    print(terminal_tables(markdown))  # aligned columns here; the saved .md keeps the Markdown
     paths = []
     if args.json is not None:
         paths = write_report(report, args.json, markdown)

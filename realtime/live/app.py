@@ -25,8 +25,9 @@ A run in which no frame had a face, or the accessory never appeared, says so (wa
 and a ``faces:`` line in the summary).
 
 Keys in the live window: n / right arrow next accessory, p / left arrow previous,
-c category, m mirror, s smoothing, h HUD, r start/stop recording, space screenshot,
-q / Esc quit.
+c category, o outfit (several categories at once), m mirror, s smoothing, h HUD,
+d debug (backend, model file, latencies), r start/stop recording, space screenshot,
+q / Esc / closing the window quit.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import datetime as _dt
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,7 +48,7 @@ import numpy as np
 from realtime.accessories import Accessory, load_accessory
 from realtime.backends.resolver import (BACKEND_CHOICES, PRECISION_CHOICES, PRECISION_HELP, ModelResolver,
                                        default_threads)
-from realtime.cli import int_at_least, positive_float, positive_int
+from realtime.cli import command_parser, int_at_least, positive_float, positive_int
 from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
@@ -57,14 +59,17 @@ from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop,
 from realtime.live.pipeline import STATUS_OK as EST_OK
 from realtime.live.record import (KeypointLog, RecorderError, VideoRecorder, check_output, check_video_suffix,
                                   terminate_as_interrupt)
-from realtime.live.render import draw_hud, draw_quad, mirror
+from realtime.live.render import draw_hud, draw_quad, draw_rec, mirror
 from realtime.live.smoothing import SmoothingConfig
+from realtime.live.window import Window
 from realtime.procedural import accessory_by_name, bundled_accessories
 
 log = logging.getLogger(__name__)
 
-KEY_HELP = ("keys: n/-> next  p/<- previous  c category  m mirror  s smoothing  h HUD  "
-            "r record  space screenshot  q/Esc quit")
+#: The keys, in the two lines the HUD shows (joined for --help and the terminal).
+KEY_LINES = ("n/-> next  p/<- previous  c category  o outfit  m mirror  s smoothing",
+             "h HUD  d debug  r record  space screenshot  q/Esc quit")
+KEY_HELP = "keys: " + "  ".join(KEY_LINES)
 #: Arrow-key codes from cv2.waitKeyEx: GTK/Qt on Linux, then Windows.
 _RIGHT = (65363, 2555904, 0xFF53)
 _LEFT = (65361, 2424832, 0xFF51)
@@ -121,6 +126,19 @@ def _add_accessory_args(p: argparse.ArgumentParser) -> None:
                    help="bundled name (glasses/round, hat/fedora, tie/bow_tie, ...) or an image file; "
                         "repeatable (default: all bundled accessories)")
     g.add_argument("--category", choices=CATEGORIES, help="starting category / category of image files")
+    g.add_argument("--outfit", type=parse_outfit, metavar="CATEGORIES",
+                   help="wear several categories at once, e.g. glasses,hat,tie (composited tie, then glasses, "
+                        "then hat); in the live window o toggles it")
+
+
+def parse_outfit(text: str) -> tuple[str, ...]:
+    """``"glasses,hat"`` -> ("glasses", "hat"); every name must be a category."""
+    cats = tuple(dict.fromkeys(c.strip().lower() for c in text.split(",") if c.strip()))
+    bad = [c for c in cats if c not in CATEGORIES]
+    if bad or not cats:
+        raise argparse.ArgumentTypeError(f"--outfit takes categories among {', '.join(CATEGORIES)} separated by "
+                                         f"commas, got {text!r}")
+    return cats
 
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
@@ -157,6 +175,7 @@ class SessionOptions:
         category: starting category, and the category of image files that do not say.
         smoothing: keypoint smoothing.
         detector: face detector name (:data:`realtime.live.detectors.DETECTORS`).
+        outfit: categories worn together from the start (empty: one at a time).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -164,6 +183,7 @@ class SessionOptions:
     category: str | None = None
     detector: str = DEFAULT_DETECTOR
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    outfit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +228,7 @@ class RecordOptions:
     resolution: tuple[int, int] = (1280, 720)
     fps: float = 30.0
     hud: bool = False
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -222,6 +243,9 @@ class DemoOptions:
     resolution: tuple[int, int] = (1280, 720)
     switch_every: float = 1.5
     hud: bool = True
+    #: Seconds into the demo when every category goes on together (outfit mode); None never.
+    outfit_at: float | None = 7.0
+    progress: bool = True
 
 
 def _session_options(args: argparse.Namespace) -> SessionOptions:
@@ -230,7 +254,8 @@ def _session_options(args: argparse.Namespace) -> SessionOptions:
                          engines=tuple(args.engine), device=args.device, precision=args.precision,
                          threads=args.threads)
     return SessionOptions(model=model, accessories=tuple(args.accessory), category=args.category,
-                          smoothing=load_config(SmoothingConfig, overrides=args.overrides), detector=args.detector)
+                          smoothing=load_config(SmoothingConfig, overrides=args.overrides),
+                          detector=args.detector, outfit=args.outfit or ())
 
 
 def _output_options(args: argparse.Namespace) -> OutputOptions:
@@ -302,9 +327,22 @@ def build_session(opts: SessionOptions, categories: Sequence[str] | None = None)
     try:
         detector = make_detector(opts.detector)
     except (ImportError, ValueError) as exc:
+        resolver.close()
         raise UsageError(f"--detector {opts.detector}: {exc}") from exc
     pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing, detector=detector)
-    log.info("model for %s: %s", pipeline.category, resolver.describe(pipeline.category))
+    if opts.outfit:
+        try:
+            worn = pipeline.set_outfit(opts.outfit)
+        except ValueError as exc:
+            resolver.close()
+            raise UsageError(str(exc)) from None
+        except BaseException:
+            resolver.close()
+            raise
+        for c in worn:
+            log.info("model for %s: %s", c, resolver.describe(c))
+    else:
+        log.info("model for %s: %s", pipeline.category, resolver.describe(pipeline.category))
     return Session(resolver, pipeline, smoothing)
 
 
@@ -312,28 +350,38 @@ def build_session(opts: SessionOptions, categories: Sequence[str] | None = None)
 # Sinks
 # --------------------------------------------------------------------------------------
 
-def hud_text(out: Output, session: Session, extra: Sequence[str] = (),
-             offline_frames: int | None = None) -> tuple[list[str], str | None]:
+def hud_text(out: Output, session: Session, extra: Sequence[str] = (), offline_frames: int | None = None,
+             debug: bool = False, mirrored: bool | None = None) -> tuple[list[str], str | None]:
     """HUD lines and the warning line (None when all is well) for one output.
 
     Live: display FPS and inference rate. Offline (``offline_frames`` = total frames, for
-    rendered videos whose playback rate is fixed): frame number and per-frame latencies.
+    rendered videos whose playback rate is fixed): frame number. ``debug`` adds the
+    backend, the model file and per-stage latencies; ``mirrored`` (live) says whether the
+    preview is mirrored.
     """
     est = out.estimate
-    infer_ms = est.times_ms.get("infer", 0.0) if est else 0.0
     pipe = session.pipeline
+    accs = pipe.catalogue[pipe.category]
     acc = pipe.accessory
-    n = len(pipe.catalogue[pipe.category])
-    idx = pipe.catalogue[pipe.category].index(acc) + 1
-    if offline_frames is None:
-        speed = f"display {out.display_fps:5.1f} fps | inference {out.inference_hz:5.1f} Hz, {infer_ms:4.0f} ms"
+    if pipe.outfit:
+        what = "outfit: " + " + ".join(pipe.catalogue[c][pipe.selected_index(c)].title for c in pipe.outfit)
+        if offline_frames is None:
+            what += f" | n/p change the {pipe.category} ({accs.index(acc) + 1}/{len(accs)})"
     else:
-        speed = (f"frame {out.frame.index + 1}/{offline_frames} | inference {infer_ms:4.0f} ms, "
-                 f"all stages {sum(out.times_ms.values()):4.0f} ms")
-    lines = [f"{speed} | {session.backend_description()}",
-             f"{acc.name} ({idx}/{n}) | smoothing {'on' if pipe.smoother.enabled else 'off'}"
-             + (f" | conf {est.confidence:.2f}" if est and est.confidence is not None else ""),
-             *extra]
+        what = f"{acc.title} ({accs.index(acc) + 1}/{len(accs)} {pipe.category})"
+    if offline_frames is None:
+        state = [f"mirror {'on' if mirrored else 'off'}"] if mirrored is not None else []
+        state.append(f"smoothing {'on' if pipe.smoother.enabled else 'off'}")
+        lines = [f"{what} | {' | '.join(state)}",
+                 f"display {out.display_fps:4.1f} fps | inference {out.inference_hz:4.1f} Hz"]
+    else:  # a rendered video: short, so it hides little of the picture
+        lines = [f"{what} | frame {out.frame.index + 1}/{offline_frames}"]
+    if debug:
+        infer_ms = est.times_ms.get("infer", 0.0) if est else 0.0
+        conf = f" | conf {est.confidence:.2f}" if est and est.confidence is not None else ""
+        lines.append(f"{session.backend_description()} | infer {infer_ms:.0f} ms | all stages "
+                     f"{sum(out.times_ms.values()):.0f} ms{conf}")
+    lines += list(extra)
     warning = None
     if out.source_status != STATUS_OK:
         warning = out.source_status
@@ -341,7 +389,7 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (),
         # Why nothing is drawn: no face, a detection the network has not confirmed / refused,
         # the face left, low confidence (realtime.live.pipeline.Estimate.status).
         warning = "no face found" if est.status == STATUS_NO_FACE else est.status
-    elif session.resolver.untrained(pipe.category):
+    elif any(session.resolver.untrained(c) for c in (pipe.outfit or (pipe.category,))):
         warning = "UNTRAINED weights: placements are meaningless"
     return lines, warning
 
@@ -428,7 +476,7 @@ class RecordSink:
             self.recorder = VideoRecorder(self.path, self.fps, (img.shape[1], img.shape[0]),
                                           drop_when_full=self.drop)
             log.info("recording to %s (%s)", self.recorder.path, self.recorder.codec)
-        self.recorder.write(img)
+        self.recorder.write(img, out.frame.timestamp)  # capture time: the video plays at the lived speed
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -442,15 +490,18 @@ class VirtualCamSink:
     """Sends composites to a virtual camera (``pyvirtualcam``), un-mirrored, no HUD."""
 
     def __init__(self, size_wh: tuple[int, int], fps: float) -> None:
+        from realtime.live.doctor import virtual_camera_hint
+
         try:
             import pyvirtualcam  # optional
         except ImportError:
-            raise UsageError("--virtual-cam needs the optional package pyvirtualcam "
-                             "(pip install pyvirtualcam; on Linux also the v4l2loopback module)") from None
+            raise UsageError("--virtual-cam needs the optional package pyvirtualcam: "
+                             f"pip install 'tryon-realtime[virtualcam]'. {virtual_camera_hint()}") from None
         try:
             self.cam = pyvirtualcam.Camera(width=size_wh[0], height=size_wh[1], fps=fps)
         except RuntimeError as exc:
-            raise UsageError(f"cannot open a virtual camera: {exc}") from exc
+            raise UsageError(f"cannot open a virtual camera: {exc}. {virtual_camera_hint()} "
+                             f"('tryon doctor' checks the set-up)") from exc
         log.info("virtual camera: %s", self.cam.device)
 
     def __call__(self, out: Output) -> None:
@@ -525,6 +576,7 @@ class ViewState:
 
     mirror: bool = True
     hud: bool = True
+    debug: bool = False
     show_keypoints: bool = False
     quit: bool = False
     screenshot_dir: Path = field(default_factory=Path.cwd)
@@ -537,34 +589,50 @@ class LiveView:
     Args:
         session: the pipeline and its models.
         state: the toggles.
-        recorder: recording sink toggled by ``r`` (created with the ``--record`` path or
-            a timestamped name).
         record_path: where ``r`` records when no ``--record`` was given.
         fps: recording frame rate.
+        show_window: open a window (:class:`~realtime.live.window.Window`); False for headless runs.
+        outfit: the categories ``o`` wears together (default: every category that has accessories).
     """
 
     WINDOW = "tryon live"
 
     def __init__(self, session: Session, state: ViewState, record_path: Path | None, fps: float,
-                 show_window: bool = True) -> None:
+                 show_window: bool = True, outfit: Sequence[str] | None = None) -> None:
         self.session, self.state, self.fps = session, state, fps
         self.record_path = record_path
         self.recorder: RecordSink | None = None
+        self.reports: list[Any] = []  # of the recordings made (r toggles, --record)
+        self._rec_start = 0.0
         self.show_window = show_window
+        self.outfit = tuple(outfit or session.pipeline.catalogue)
         self.last_view: np.ndarray | None = None  # the display's buffer: valid until the next frame
         self.preview = PreviewBuffer()
-        if show_window:
-            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL)
+        self.window = Window(self.WINDOW) if show_window else None
 
     def toggle_recording(self) -> None:
         if self.recorder is None:
             path = self.record_path or Path(f"tryon_{_dt.datetime.now():%Y%m%d_%H%M%S}.mp4")
             self.recorder = RecordSink(path, self.fps, drop_when_full=True)
+            self._rec_start = time.monotonic()
             log.info("recording to %s (press r to stop)", path)
         else:
-            self.recorder.close()
-            self.recorder = None
+            self._stop_recording()
             self.record_path = None  # the next r starts a new file
+
+    def _stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        try:
+            recorder.close()
+        finally:
+            self.reports += recorder.reports
+
+    def toggle_outfit(self) -> tuple[str, ...]:
+        """Wear the outfit's categories together, or go back to one at a time."""
+        pipe = self.session.pipeline
+        worn = pipe.set_outfit(None if pipe.outfit else self.outfit)
+        log.info("outfit: %s", " + ".join(worn) if worn else f"off ({pipe.category} only)")
+        return worn
 
     def screenshot(self, out: Output) -> Path:
         img = mirror(out.composite) if self.state.mirror else out.composite
@@ -586,11 +654,13 @@ class LiveView:
                 self.state.quit = True
                 return False
             if ch == "n" or key in _RIGHT:
-                log.info("accessory: %s", pipe.next_accessory(+1).name)
+                log.info("accessory: %s", pipe.next_accessory(+1).title)
             elif ch == "p" or key in _LEFT:
-                log.info("accessory: %s", pipe.next_accessory(-1).name)
+                log.info("accessory: %s", pipe.next_accessory(-1).title)
             elif ch == "c":
                 log.info("category: %s (%s)", pipe.cycle_category(), self.session.backend_description())
+            elif ch == "o":
+                self.toggle_outfit()
             elif ch == "m":
                 self.state.mirror = not self.state.mirror
             elif ch == "s":
@@ -598,37 +668,59 @@ class LiveView:
                 log.info("smoothing %s", "on" if pipe.smoother.enabled else "off")
             elif ch == "h":
                 self.state.hud = not self.state.hud
+            elif ch == "d":
+                self.state.debug = not self.state.debug
             elif ch == "r":
                 self.toggle_recording()
             elif ch == " " and out is not None:
                 self.screenshot(out)
-        except (BackendError, RecorderError) as exc:  # keep running on the current selection
+        except (BackendError, RecorderError, ValueError) as exc:  # keep running on the current selection
             log.error("%s", exc)
         return True
+
+    def render(self, out: Output, screen_scale: float = 1.0) -> np.ndarray:
+        """The picture the window shows: mirrored (when on), HUD, recording indicator."""
+        # one pass over the frame (mirror or copy, dimmed when stale) into the display's own buffer;
+        # the overlays are drawn in place on it
+        view = self.preview.compose(out.composite, mirror=self.state.mirror, dim=out.stale)
+        if self.state.show_keypoints and out.estimate is not None:
+            for layer in out.estimate.layers or (out.estimate,):
+                if layer.smooth_pts_xy is None:
+                    continue
+                pts = layer.smooth_pts_xy.copy()
+                if self.state.mirror:
+                    pts[:, 0] = view.shape[1] - 1 - pts[:, 0]
+                draw_quad(view, pts)
+        if self.state.hud:
+            lines, warning = hud_text(out, self.session, KEY_LINES, debug=self.state.debug,
+                                      mirrored=self.state.mirror)
+            draw_hud(view, lines, warning, screen_scale=screen_scale)
+        if self.recorder is not None:  # shown with or without the HUD
+            draw_rec(view, time.monotonic() - self._rec_start, screen_scale=screen_scale)
+        return view
 
     def __call__(self, out: Output) -> bool:
         if self.recorder is not None:
             self.recorder(out)
-        quad = None
-        if self.state.show_keypoints and out.estimate is not None and out.estimate.smooth_pts_xy is not None:
-            quad = out.estimate.smooth_pts_xy
-        hud = None
-        if self.state.hud:
-            hud = hud_text(out, self.session, [KEY_HELP] + (["REC"] if self.recorder is not None else []))
-        # one pass over the frame (mirror or copy) into the display's own buffer, overlays in place
-        view = self.preview.compose(out.composite, mirror=self.state.mirror, hud=hud, quad_xy=quad, dim=out.stale)
-        self.last_view = view
-        if not self.show_window:
+        if self.window is None:
+            self.last_view = self.render(out)
             return True
-        cv2.imshow(self.WINDOW, view)
-        return self.handle_key(cv2.waitKeyEx(1), out)
+        h, w = out.composite.shape[:2]
+        self.last_view = self.render(out, self.window.update_scale((w, h)))
+        key = self.window.show(self.last_view)
+        if self.window.closed:
+            log.info("window closed: stopping")
+            self.state.quit = True
+            return False
+        return self.handle_key(key, out)
 
     def close(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
-            self.recorder = None
-        if self.show_window:
-            cv2.destroyWindow(self.WINDOW)
+        try:
+            if self.recorder is not None:
+                self._stop_recording()
+        finally:
+            if self.window is not None:
+                self.window.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -700,13 +792,14 @@ def run_live(opts: LiveOptions) -> LoopReport:
     if opts.display:
         check_display()
     _check_outputs(opts.output, opts.record)
-    session = build_session(opts.session)
-    source = None
+    # The source next: a missing camera is told before the models load.
+    source = open_source(camera=opts.camera, video=opts.video, size_wh=opts.resolution, fps=opts.fps,
+                         realtime=opts.pace, loop=opts.loop)
+    session = None
     sinks: list[Any] = []
     try:
-        source = open_source(camera=opts.camera, video=opts.video, size_wh=opts.resolution, fps=opts.fps,
-                             realtime=opts.pace, loop=opts.loop)
         log.info("source: %s", source.describe())
+        session = build_session(opts.session)
         fps = source.fps
         if opts.output.keypoints_out:
             sinks.append(KeypointSink(opts.output.keypoints_out))
@@ -714,17 +807,24 @@ def run_live(opts: LiveOptions) -> LoopReport:
             sinks.append(VirtualCamSink(source.size_wh, fps))
         view = LiveView(session, ViewState(mirror=opts.mirror, hud=opts.hud, show_keypoints=opts.output.show_keypoints,
                                            screenshot_dir=opts.screenshot_dir),
-                        record_path=opts.record, fps=fps, show_window=opts.display)
+                        record_path=opts.record, fps=fps, show_window=opts.display,
+                        outfit=opts.session.outfit or None)
         sinks.append(view)
         if opts.record:
             view.toggle_recording()
     except BaseException:
         _close_all(sinks)
-        if source is not None:
-            source.close()
-        session.close()
+        source.close()
+        if session is not None:
+            session.close()
         raise
     return _run(source, session, sinks, opts.mode)
+
+
+def _progress(total: int | None, desc: str, fps: float) -> Any:
+    from realtime.live.console import ProgressSink
+
+    return ProgressSink(total, desc, fps)
 
 
 def run_record(opts: RecordOptions) -> LoopReport:
@@ -734,21 +834,26 @@ def run_record(opts: RecordOptions) -> LoopReport:
     it is slower than the camera, so the file plays at the camera's speed.
     """
     _check_outputs(opts.output, opts.out)
-    session = build_session(opts.session)
-    sinks: list[Any] = []
+    if opts.video is not None:
+        source: FrameSource = VideoFileSource(opts.video)
+    else:
+        source = open_source(camera=opts.camera, size_wh=opts.resolution, fps=opts.fps)
     try:
-        if opts.video is not None:
-            source: FrameSource = VideoFileSource(opts.video)
-        else:
-            source = open_source(camera=opts.camera, size_wh=opts.resolution, fps=opts.fps)
+        session = build_session(opts.session)
     except BaseException:
-        session.close()
+        source.close()
         raise
     log.info("source: %s", source.describe())
+    sinks: list[Any] = []
     if opts.output.keypoints_out:
         sinks.append(KeypointSink(opts.output.keypoints_out))
     sinks.append(RecordSink(opts.out, source.fps, hud=session if opts.hud else None,
                             show_keypoints=opts.output.show_keypoints, offline_frames=source.frame_count))
+    if opts.progress:
+        total = source.frame_count or (int(round(opts.duration * source.fps)) if opts.duration else None)
+        if opts.duration and source.frame_count:
+            total = min(source.frame_count, int(round(opts.duration * source.fps)))
+        sinks.append(_progress(total, f"recording {opts.out.name}", source.fps))
     # A file: every frame inferred. A camera: its frames come at their own pace, so
     # inference goes asynchronous when slower, and the video keeps the camera's timing.
     return _run(source, session, sinks, "sync" if opts.video is not None else "auto", duration_s=opts.duration)
@@ -763,21 +868,42 @@ def demo_schedule(catalogue: dict[str, list[Accessory]]) -> list[Accessory]:
 
 
 def run_demo(opts: DemoOptions) -> LoopReport:
-    """``tryon demo``: the astronaut portrait under synthetic camera motion, cycling accessories."""
+    """``tryon demo``: the astronaut portrait under synthetic camera motion, cycling accessories.
+
+    One accessory at a time, then (from ``opts.outfit_at`` seconds, or from the start with
+    ``--outfit``) every category together, each cycling through its accessories.
+    """
     from skimage.data import astronaut  # public-domain portrait bundled with scikit-image
 
     _check_outputs(opts.output, opts.out)
     session = build_session(opts.session)
+    pipe = session.pipeline
     source = PortraitMotionSource(astronaut(), size_wh=opts.resolution, fps=opts.fps, seconds=opts.seconds)
-    schedule = demo_schedule(session.pipeline.catalogue)
+    schedule = demo_schedule(pipe.catalogue)
     per = max(1, int(round(opts.switch_every * opts.fps)))
-    log.info("demo: %d frames at %dx%d, %d accessories, switching every %d frames", source.frame_count,
-             *source.size_wh, len(schedule), per)
+    outfit = opts.session.outfit or tuple(pipe.catalogue)
+    outfit_from = 0 if opts.session.outfit else (None if opts.outfit_at is None or len(outfit) < 2
+                                                   else int(round(opts.outfit_at * opts.fps)))
+    log.info("demo: %d frames at %dx%d, %d accessories, switching every %d frames%s", source.frame_count,
+             *source.size_wh, len(schedule), per,
+             "" if outfit_from is None or outfit_from >= source.frame_count
+             else f", outfit {'+'.join(outfit)} from frame {outfit_from}")
+
+    outfit_step = [-1]
 
     def on_frame(frame: Any) -> None:
+        if outfit_from is not None and frame.index >= outfit_from:
+            if not pipe.outfit:
+                pipe.set_outfit(outfit)
+            step = (frame.index - outfit_from) // per
+            if step != outfit_step[0]:  # every category to its next accessory
+                outfit_step[0] = step
+                for c in pipe.outfit:
+                    pipe.select(pipe.catalogue[c][step % len(pipe.catalogue[c])])
+            return
         acc = schedule[(frame.index // per) % len(schedule)]
-        if acc is not session.pipeline.accessory:
-            session.pipeline.select(acc)
+        if acc is not pipe.accessory:
+            pipe.select(acc)
 
     sinks: list[Any] = []
     if opts.output.keypoints_out:
@@ -786,6 +912,8 @@ def run_demo(opts: DemoOptions) -> LoopReport:
     sinks.append(RecordSink(opts.out, source.fps, hud=session if opts.hud else None,
                             show_keypoints=opts.output.show_keypoints, hud_extra=[credit],
                             offline_frames=source.frame_count))
+    if opts.progress:
+        sinks.append(_progress(source.frame_count, f"rendering {opts.out.name}", source.fps))
     return _run(source, session, sinks, "sync", on_frame=on_frame)
 
 
@@ -794,13 +922,13 @@ def run_demo(opts: DemoOptions) -> LoopReport:
 # --------------------------------------------------------------------------------------
 
 def _call(fn: Any, opts: Any, prog: str) -> int:
-    """Run a command function; print its summary; map user-fixable errors to exit 2."""
-    # FFmpeg prints an error for every H.264 encoder it probes and lacks (pip wheels have
-    # none usable); the recorder reports the codec it chose instead. Set the variable to
-    # 24 (warning) to see FFmpeg's messages. Read once, when FFmpeg is first used.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    """Run a command function in the console context (quiet libraries, logging through the
+    progress bars); print its summary; map user-fixable errors to exit 2."""
+    from realtime.live.console import console
+
     try:
-        report = fn(opts)
+        with console():
+            report = fn(opts)
     except (UsageError, CameraError, BackendError, RecorderError, FileNotFoundError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -824,8 +952,9 @@ def _camera_mode(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def live_main(argv: list[str] | None = None) -> int:
     """``tryon live``."""
-    p = argparse.ArgumentParser(prog="tryon live", description="Try accessories on live, from a webcam or a video.",
-                                epilog=KEY_HELP)
+    p = command_parser("tryon live", "Try accessories on live, from a webcam or a video.",
+                       ["tryon live", "tryon live --video clip.mp4 --outfit glasses,hat,tie --record out.mp4"],
+                       epilog=KEY_HELP + " (or close the window)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=camera_index, default=0, help="camera index (default 0)")
     src.add_argument("--video", type=Path, help="video file instead of a camera")
@@ -841,10 +970,12 @@ def live_main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-display", action="store_true", help="no window (headless)")
     p.add_argument("--no-mirror", action="store_true", help="do not mirror the preview")
     p.add_argument("--no-hud", action="store_true", help="start with the HUD hidden")
-    p.add_argument("--virtual-cam", action="store_true", help="send the result to a virtual camera (pyvirtualcam)")
+    p.add_argument("--virtual-cam", action="store_true",
+                   help="send the result to a virtual camera (pip install 'tryon-realtime[virtualcam]'; "
+                        "'tryon doctor' checks the set-up)")
     p.add_argument("--record", type=Path, metavar="FILE",
                    help="record the composite (no mirror, no HUD) from the start; r toggles")
-    p.add_argument("--screenshot-dir", type=Path, default=Path.cwd(), help="where space saves PNGs")
+    p.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where space saves PNGs")
     _add_accessory_args(p)
     _add_model_args(p)
     _add_output_args(p)
@@ -863,8 +994,9 @@ def live_main(argv: list[str] | None = None) -> int:
 
 def record_main(argv: list[str] | None = None) -> int:
     """``tryon record``."""
-    p = argparse.ArgumentParser(prog="tryon record",
-                                description="Run the try-on on a video or camera and write every frame to a file.")
+    p = command_parser("tryon record", "Run the try-on on a video or camera and write every frame to a file.",
+                       ["tryon record --video clip.mp4 --out tried.mp4 --accessory glasses/aviator",
+                        "tryon record --camera 0 --duration 10 --out me.mp4 --outfit glasses,hat"])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", type=Path, help="input video")
     src.add_argument("--camera", type=camera_index, help="camera index")
@@ -875,6 +1007,7 @@ def record_main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=positive_float, default=None,
                    help="requested camera frame rate (default 30; not with --video)")
     p.add_argument("--hud", action="store_true", help="burn the HUD into the video")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_accessory_args(p)
     _add_model_args(p)
     _add_output_args(p)
@@ -882,26 +1015,31 @@ def record_main(argv: list[str] | None = None) -> int:
     _camera_mode(p, args)
     opts = RecordOptions(out=args.out, session=_session_options(args), output=_output_options(args),
                          video=args.video, camera=args.camera, duration=args.duration, resolution=args.resolution,
-                         fps=args.fps, hud=args.hud)
+                         fps=args.fps, hud=args.hud, progress=not args.no_progress)
     return _call(run_record, opts, "tryon record")
 
 
 def demo_main(argv: list[str] | None = None) -> int:
     """``tryon demo``."""
-    p = argparse.ArgumentParser(prog="tryon demo",
-                                description="Render a try-on demo video from scikit-image's astronaut portrait "
-                                            "under synthetic camera motion (no webcam, no download).")
+    p = command_parser("tryon demo", "Render a try-on demo video from scikit-image's astronaut portrait "
+                                     "under synthetic camera motion (no webcam, no download).",
+                       ["tryon demo --out demo.mp4", "tryon demo --outfit glasses,hat,tie --seconds 5 --out outfit.mp4"])
     p.add_argument("--out", type=Path, default=Path("demo.mp4"), help="output video")
     p.add_argument("--seconds", type=positive_float, default=10.0, help="duration")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frame rate")
-    p.add_argument("--resolution", type=parse_resolution, default=(1280, 720), metavar="WxH")
+    p.add_argument("--resolution", type=parse_resolution, default="1280x720", metavar="WxH", help="frame size")
     p.add_argument("--switch-every", type=positive_float, default=1.5, metavar="S", help="seconds per accessory")
+    p.add_argument("--outfit-at", type=float, default=DemoOptions.outfit_at, metavar="S",
+                   help="seconds into the demo when every category goes on together (with --outfit: from the "
+                        "start; negative: never)")
     p.add_argument("--no-hud", action="store_true", help="no HUD in the video")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_accessory_args(p)
     _add_model_args(p)
     _add_output_args(p)
     args = p.parse_args(argv)
     opts = DemoOptions(out=args.out, session=_session_options(args), output=_output_options(args),
                        seconds=args.seconds, fps=args.fps, resolution=args.resolution, switch_every=args.switch_every,
-                       hud=not args.no_hud)
+                       hud=not args.no_hud, outfit_at=None if args.outfit_at < 0 else args.outfit_at,
+                       progress=not args.no_progress)
     return _call(run_demo, opts, "tryon demo")

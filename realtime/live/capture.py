@@ -36,6 +36,8 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
+from realtime.live.console import opencv_quiet
+
 log = logging.getLogger(__name__)
 
 #: Camera indices probed when listing cameras (OpenCV numbers V4L2 / DirectShow devices).
@@ -161,7 +163,8 @@ def list_cameras(indices: Sequence[int] = PROBE_INDICES,
     for i in indices:
         if opener is cv2.VideoCapture and sys.platform.startswith("linux") and not Path(f"/dev/video{i}").exists():
             continue
-        cap = opener(i)
+        with opencv_quiet():  # an absent index is expected here
+            cap = opener(i)
         try:
             if cap.isOpened():
                 ok, img = cap.read()
@@ -241,7 +244,8 @@ class CameraSource(_ThreadedSource):
         self._thread.start()
 
     def _open(self) -> Any | None:
-        cap = self._opener(self.index)
+        with opencv_quiet():  # OpenCV prints WARN/ERROR lines for an absent camera; we say it in one message
+            cap = self._opener(self.index)
         if not cap.isOpened():
             cap.release()
             return None
@@ -504,6 +508,18 @@ class PortraitMotionSource(GeneratedSource):
         c, s = np.cos(angle) * scale, np.sin(angle) * scale
         icx, icy = (iw - 1) / 2, (ih - 1) / 2
         return np.array([[c, -s, cx - c * icx + s * icy], [s, c, cy - s * icx - c * icy], [0, 0, 1]])
+
+    def save(self, path: str | Path, fourcc: str = "MJPG") -> Path:
+        """Write every frame to a video file (test and demo clips); returns ``path``."""
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size_wh)
+        if not writer.isOpened():
+            raise ValueError(f"cannot write video {path} with codec {fourcc}")
+        try:
+            for i in range(self.frame_count):
+                writer.write(self._get(i))
+        finally:
+            writer.release()
+        return Path(path)
 
     def _render(self, index: int) -> np.ndarray:
         mat = self.frame_from_image(index)[:2]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -73,6 +74,9 @@ ASYNC_THRESHOLD = 0.8
 #: the process by 0.18 MiB per 1000 frames in ``tryon bench --soak 20000``
 #: (benchmarks/results/soak_*.md).
 STATS_WINDOW = 3000
+#: Outfit mode composites its categories in this order: the tie under the chin, then the
+#: glasses, then the hat over both (a brim covers the top of a frame, never the reverse).
+OUTFIT_ORDER: tuple[str, ...] = ("tie", "glasses", "hat")
 
 
 # --------------------------------------------------------------------------------------
@@ -177,6 +181,8 @@ class Estimate:
             (:data:`realtime.live.tracking.REASON_CHECKING` / ``REASON_REJECTED`` /
             ``REASON_LEFT``), :data:`STATUS_LOW_CONFIDENCE` or the non-finite message.
         times_ms: per-stage latency.
+        layers: outfit mode: the newest estimate of every category worn, in
+            :data:`OUTFIT_ORDER` (this estimate is the one of the category being edited).
     """
 
     frame_index: int
@@ -189,6 +195,7 @@ class Estimate:
     visible: bool
     status: str
     times_ms: dict[str, float] = field(default_factory=dict)
+    layers: tuple["Estimate", ...] = ()
 
     def record(self, frame: Frame | None = None, extra_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
         """JSON-ready dict for the keypoint log (``frame``: the output frame, when it differs)."""
@@ -196,7 +203,7 @@ class Estimate:
             return None if a is None else [[round(float(x), 3), round(float(y), 3)] for x, y in a]
 
         index, timestamp = (self.frame_index, self.timestamp) if frame is None else (frame.index, frame.timestamp)
-        return {
+        out = {
             "frame": index, "timestamp": round(timestamp, 6), "inferred_frame": self.frame_index,
             "accessory": self.accessory.name, "category": self.accessory.category,
             "raw": pts(self.raw_pts_xy), "smoothed": pts(self.smooth_pts_xy),
@@ -204,6 +211,9 @@ class Estimate:
             "visible": bool(self.visible), "status": self.status,
             "latency_ms": {k: round(v, 3) for k, v in {**self.times_ms, **(extra_ms or {})}.items()},
         }
+        if self.layers:
+            out["layers"] = [layer.record() for layer in self.layers]
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -226,6 +236,11 @@ class TryOnPipeline:
         prefer_native: native C++ preprocess and composite kernels: True, False (the
             OpenCV/NumPy references) or None (the measured default, see
             :data:`realtime.live.native.PREFER_NATIVE`).
+
+    Outfit mode (:meth:`set_outfit`): several categories worn at once, each with its own
+    model, tracker, smoother and current accessory (one single-category pipeline per
+    layer); :meth:`render` composites them in :data:`OUTFIT_ORDER`. The selection methods
+    then act on the category being edited (``cycle_category`` goes round the outfit).
 
     Thread safety: :meth:`estimate` and the selection methods hold one lock, so a key
     press can switch accessories while a worker thread infers; :meth:`render` needs no
@@ -259,6 +274,10 @@ class TryOnPipeline:
         self._acc_quad: tuple[Accessory | None, np.ndarray | None, float] = (None, None, 0.0)
         self.tracker: RoiTracker | None = None
         self.category = ""
+        self.outfit: tuple[str, ...] = ()
+        self._layers: dict[str, TryOnPipeline] = {}
+        self._latest: dict[str, Estimate] = {}
+        self._turn = 0
         self.select_category(category or next(iter(self.catalogue)))
 
     # ------------------------------------------------------------------ selection
@@ -266,6 +285,10 @@ class TryOnPipeline:
     def accessory(self) -> Accessory:
         """The accessory being tried on."""
         return self.catalogue[self.category][self._index[self.category]]
+
+    def selected_index(self, category: str) -> int:
+        """Index of the accessory selected in ``category``'s catalogue list."""
+        return self._index[category]
 
     @property
     def backend(self) -> Backend:
@@ -297,10 +320,53 @@ class TryOnPipeline:
             self.smoother.reset()
 
     def cycle_category(self, step: int = 1) -> str:
-        """Next category that has accessories; returns it."""
-        cats = list(self.catalogue)
-        self.select_category(cats[(cats.index(self.category) + step) % len(cats)])
-        return self.category
+        """Next category that has accessories (in outfit mode: of the outfit); returns it."""
+        with self._lock:
+            cats = list(self.outfit or self.catalogue)
+            i = cats.index(self.category) if self.category in cats else -step
+            self.select_category(cats[(i + step) % len(cats)])
+            return self.category
+
+    def set_outfit(self, categories: Sequence[str] | None) -> tuple[str, ...]:
+        """Wear ``categories`` together (None / empty: one category at a time, the current one).
+
+        Each category's model is opened now, so a missing one fails here.
+
+        Returns:
+            The outfit, in composite order (:data:`OUTFIT_ORDER`).
+
+        Raises:
+            ValueError: a category without accessories.
+            BackendError: a category's model cannot be opened.
+        """
+        with self._lock:
+            if not categories:
+                self.outfit = ()
+                self._latest.clear()
+                return ()
+            missing = [c for c in categories if c not in self.catalogue]
+            if missing:
+                raise ValueError(f"outfit: no accessories of {', '.join(missing)}; have {', '.join(self.catalogue)}")
+            outfit = tuple(c for c in OUTFIT_ORDER if c in categories)
+            for c in outfit:
+                self._layer(c)
+            self.outfit = outfit
+            self._latest.clear()
+            if self.category not in outfit:
+                self.select_category(outfit[-1])
+            return outfit
+
+    def _layer(self, category: str) -> "TryOnPipeline":
+        """The single-category pipeline wearing ``category`` in the outfit (made once)."""
+        sub = self._layers.get(category)
+        if sub is None:
+            sub = TryOnPipeline(self.backend_for, {category: self.catalogue[category]}, category=category,
+                                smoothing=self.smoother.cfg, roi_configs=self.roi_configs, detector=self._detector,
+                                prefer_native=self.prefer_native)
+            sub._encoded = self._encoded  # one record of what each (shared) backend holds
+            sub.compositor = self.compositor
+            self._layers[category] = sub
+        return sub
 
     def next_accessory(self, step: int = 1) -> Accessory:
         """Next (``step`` = 1) / previous (-1) accessory of the current category."""
@@ -322,6 +388,9 @@ class TryOnPipeline:
         with self._lock:
             self.tracker.reset()
             self.smoother.reset()
+            for sub in self._layers.values():
+                sub.reset()
+            self._latest.clear()
 
     # ------------------------------------------------------------------ stages
     def _ensure_foreground(self, times: StageTimes) -> None:
@@ -334,8 +403,15 @@ class TryOnPipeline:
         self._encoded[id(backend)] = acc
         log.debug("encoded accessory %s for %s", acc.name, backend.info.backend)
 
-    def estimate(self, frame: Frame) -> Estimate:
-        """Run ROI -> preprocess -> infer -> decode -> smooth on one frame."""
+    def estimate(self, frame: Frame, round_robin: bool = False) -> Estimate:
+        """Run ROI -> preprocess -> infer -> decode -> smooth on one frame.
+
+        Outfit mode: every category of the outfit, or with ``round_robin`` (the async
+        worker) the next one in turn, the others keeping their newest estimate; the stage
+        times are summed over the categories inferred.
+        """
+        if self.outfit:
+            return self._estimate_outfit(frame, round_robin)
         times = StageTimes()
         with self._lock:
             acc = self.accessory
@@ -389,17 +465,36 @@ class TryOnPipeline:
             status = STATUS_OK if visible else (self.tracker.reason or STATUS_LOW_CONFIDENCE)
             return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, visible, status, times.ms)
 
+    def _estimate_outfit(self, frame: Frame, round_robin: bool) -> Estimate:
+        with self._lock:
+            cats = self.outfit
+            todo = (cats[self._turn % len(cats)],) if round_robin else cats
+            self._turn += 1
+            times: dict[str, float] = {}
+            for c in todo:
+                sub = self._layer(c)
+                sub.smoother.enabled = self.smoother.enabled
+                sub.select(self.catalogue[c][self.selected_index(c)])
+                est = sub.estimate(frame)
+                self._latest[c] = est
+                for k, v in est.times_ms.items():
+                    times[k] = times.get(k, 0.0) + v
+            layers = tuple(self._latest[c] for c in cats if c in self._latest)
+            primary = self._latest.get(self.category) or self._latest[todo[-1]]
+            return dataclasses.replace(primary, times_ms=times, layers=layers)
+
     def render(self, image: np.ndarray, est: Estimate | None, times: StageTimes | None = None,
                in_place: bool = False) -> np.ndarray:
-        """Composite the estimate's accessory onto ``image`` (BGR, full resolution): onto a copy,
-        or, with ``in_place``, onto ``image`` itself, so the per-frame cost follows the
-        accessory's footprint, not the frame (the caller must own ``image``: nothing else may
-        read the uncomposited pixels afterwards)."""
+        """Composite the estimate's accessory (outfit: every layer, in order) onto ``image`` (BGR,
+        full resolution): onto a copy, or, with ``in_place``, onto ``image`` itself, so the
+        per-frame cost follows the accessory's footprint, not the frame (the caller must own
+        ``image``: nothing else may read the uncomposited pixels afterwards)."""
         out = image if in_place else image.copy()
         times = times or StageTimes()
         with times.stage("composite"):
-            if est is not None and est.visible and est.smooth_pts_xy is not None:
-                self.compositor.draw(out, est.accessory, est.smooth_pts_xy)
+            for layer in (() if est is None else est.layers or (est,)):
+                if layer.visible and layer.smooth_pts_xy is not None:
+                    self.compositor.draw(out, layer.accessory, layer.smooth_pts_xy)
         return out
 
     def process(self, frame: Frame, in_place: bool = False) -> tuple[Estimate, np.ndarray]:
@@ -444,7 +539,7 @@ class AsyncEstimator:
                     return
                 frame, self._pending = self._pending, None
             try:
-                est = self.pipeline.estimate(frame)
+                est = self.pipeline.estimate(frame, round_robin=True)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 with self._cond:
                     self._error = exc

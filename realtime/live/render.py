@@ -98,26 +98,57 @@ def draw_quad(frame: np.ndarray, pts_xy: np.ndarray, colour: tuple[int, int, int
     cv2.circle(frame, tuple(int(v) for v in fixed[0, 0]), 4 * 16, (0, 0, 255), -1, cv2.LINE_AA, 4)
 
 
-def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None) -> None:
+def _text_scale(frame_h: int, screen_scale: float) -> tuple[float, int]:
+    """(font scale, thickness) in frame pixels for text about 1/45 of the shown height, at
+    least 14 on-screen pixels tall; ``screen_scale`` = on-screen pixels per frame pixel."""
+    shown_h = frame_h * screen_scale
+    on_screen = max(0.55, min(1.1, shown_h / 1100.0))  # HERSHEY_SIMPLEX: about 22 px tall per unit
+    scale = on_screen / max(screen_scale, 1e-3)
+    return scale, max(1, int(round(scale * 1.6)))
+
+
+def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None, screen_scale: float = 1.0) -> None:
     """Text panel at the top-left (and a red warning line at the bottom), in place.
 
-    Text scales with the frame height so it stays readable from 480p to 1080p.
+    The text is sized for the picture as shown (``screen_scale``: on-screen pixels per
+    frame pixel, 1 for a video file), so it stays readable from 480p to 1080p and in a
+    window smaller than the frame.
     """
     h, w = frame.shape[:2]
-    scale = max(0.4, h / 1200.0)
-    thick = 1 if h < 900 else 2
+    scale, thick = _text_scale(h, screen_scale)
     font = cv2.FONT_HERSHEY_SIMPLEX
     line_h = int(round(30 * scale)) + 4
-    if lines:
-        width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in lines) + 16
-        panel_h = line_h * len(lines) + 8
-        x1, y1 = min(w, width), min(h, panel_h)
-        roi = frame[:y1, :x1]
+    pad = int(round(8 * scale))
+    for i, text in enumerate(lines):  # each line on its own darkened strip, as wide as the line
+        x1 = min(w, cv2.getTextSize(text, font, scale, thick)[0][0] + 2 * pad)
+        y0 = 0 if i == 0 else line_h * i + pad // 2  # strips touch: line i's baseline is at line_h * (i + 1)
+        y1 = min(h, line_h * (i + 1) + (pad if i == len(lines) - 1 else pad // 2))
+        roi = frame[y0:y1, :x1]
         roi[...] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40 % behind the text
-        for i, text in enumerate(lines):
-            cv2.putText(frame, text, (8, line_h * (i + 1)), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(frame, text, (pad, line_h * (i + 1)), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
     if warning:
         size = cv2.getTextSize(warning, font, scale * 1.2, thick + 1)[0]
-        y = h - 12
-        cv2.rectangle(frame, (0, y - size[1] - 10), (min(w, size[0] + 16), h), (0, 0, 0), -1)
-        cv2.putText(frame, warning, (8, y), font, scale * 1.2, (60, 60, 255), thick + 1, cv2.LINE_AA)
+        y = h - int(round(12 * scale))
+        cv2.rectangle(frame, (0, y - size[1] - pad), (min(w, size[0] + 2 * pad), h), (0, 0, 0), -1)
+        cv2.putText(frame, warning, (pad, y), font, scale * 1.2, (60, 60, 255), thick + 1, cv2.LINE_AA)
+
+
+def draw_rec(frame: np.ndarray, seconds: float, screen_scale: float = 1.0) -> None:
+    """The recording indicator, a red dot and the elapsed time at the top-right, in place.
+
+    Drawn whether or not the HUD is shown: a user must always see that they are recorded.
+    """
+    h, w = frame.shape[:2]
+    scale, thick = _text_scale(h, screen_scale)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    text = f"REC {int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
+    pad = int(round(10 * scale))
+    r = max(4, int(round(th * 0.6)))
+    x_text = w - pad - tw
+    cx, cy = x_text - pad - r, pad + th
+    x0 = cx - r - pad
+    roi = frame[:cy + r + pad, max(0, x0):]
+    roi[...] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)
+    cv2.circle(frame, (cx, cy - th // 2), r, (0, 0, 255), -1, cv2.LINE_AA)
+    cv2.putText(frame, text, (x_text, cy), font, scale, (255, 255, 255), thick, cv2.LINE_AA)

@@ -1,9 +1,12 @@
-"""Test doubles for the live capture: fake ``cv2.VideoCapture`` devices that fail on cue."""
+"""Test doubles for the live capture: fake ``cv2.VideoCapture`` devices that fail on cue, and a
+short video of the moving astronaut (:func:`write_video`)."""
 
 from __future__ import annotations
 
 import time
 from typing import Sequence
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,3 +80,12 @@ class _FakeCapture:
 
     def release(self) -> None:
         self.opened = False
+
+
+def write_video(path: Path, frames: int, size_wh=(480, 270), fps: float = 15.0) -> Path:
+    """An MJPG AVI of the astronaut portrait under synthetic camera motion."""
+    from skimage.data import astronaut
+
+    from realtime.live.capture import PortraitMotionSource
+
+    return PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps).save(path)

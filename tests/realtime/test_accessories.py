@@ -272,6 +272,24 @@ def test_opaque_rgba_is_matted(tmp_path: Path) -> None:
     assert al[0, 0] == 0 and al[80, 75 - 35] == 255
 
 
+def test_opaque_photo_without_plain_background_is_warned_about(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    busy = cv2.GaussianBlur(rng.integers(0, 256, (120, 240, 3), dtype=np.uint8), (0, 0), 3)  # a photo, no plain bg
+    busy = cv2.normalize(busy, None, 0, 255, cv2.NORM_MINMAX)
+    path = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(path), busy)
+    with caplog.at_level("WARNING", logger="realtime.accessories"):
+        load_accessory(path, "glasses")
+    assert any("pasted rectangle" in r.message and str(path) in r.message for r in caplog.records), caplog.text
+    caplog.clear()
+    drawing = tmp_path / "drawing.png"  # a drawing on white: cut out, no warning
+    assert cv2.imwrite(str(drawing), _glasses_drawing_bgr())
+    with caplog.at_level("WARNING", logger="realtime.accessories"):
+        load_accessory(drawing, "glasses")
+    assert not any("pasted rectangle" in r.message for r in caplog.records)
+
+
 def test_sidecar_json_gives_category(tmp_path: Path) -> None:
     path = tmp_path / "thing.png"
     _write_rgba(path, _rect_accessory().rgba)

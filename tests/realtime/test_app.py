@@ -14,51 +14,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from doubles import write_video
 
 torch = pytest.importorskip("torch")
 
 from realtime.backends.resolver import ModelResolver  # noqa: E402
-from realtime.checkpoint import save_checkpoint  # noqa: E402
-from realtime.config import CATEGORIES, model_preset  # noqa: E402
+from realtime.config import CATEGORIES  # noqa: E402
 from realtime.live.app import LiveView, Session, ViewState, demo_main, live_main, record_main  # noqa: E402
 from realtime.live.capture import GeneratedSource, PortraitMotionSource  # noqa: E402
 from realtime.live.pipeline import FrameLoop, TryOnPipeline  # noqa: E402
 from realtime.live.record import RecorderError, VideoRecorder, open_writer  # noqa: E402
 from realtime.live.smoothing import SmoothingConfig  # noqa: E402
-from realtime.model import TryOnNet  # noqa: E402
 
 RECORD_KEYS = {"frame", "timestamp", "inferred_frame", "accessory", "category", "raw", "smoothed", "confidence",
                "visible", "status", "latency_ms"}
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """Random-init ``tiny`` checkpoints (128 px), one per category."""
-    out = tmp_path_factory.mktemp("ckpt")
-    paths = {}
-    for i, cat in enumerate(CATEGORIES):
-        torch.manual_seed(i)
-        cfg = model_preset("tiny", cat)
-        paths[cat] = out / f"{cat}_tiny.pt"
-        save_checkpoint(paths[cat], TryOnNet(cfg).state_dict(), cfg, meta={"note": "test: random init"})
-    return paths
-
-
-def _write_video(path: Path, frames: int, size_wh=(480, 270), fps: float = 15.0) -> Path:
-    from skimage.data import astronaut
-
-    src = PortraitMotionSource(astronaut(), size_wh=size_wh, fps=fps, seconds=frames / fps)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size_wh)
-    for i in range(src.frame_count):
-        w.write(src._get(i))
-    w.release()
-    return path
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A 24-frame 480x270 video of the moving astronaut."""
-    return _write_video(tmp_path_factory.mktemp("clip") / "clip.avi", 24)
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.avi", 24)
 
 
 def _count_frames(path: Path) -> int:
@@ -172,7 +147,10 @@ def test_virtual_cam_without_pyvirtualcam_is_explained(tmp_path, clip, tiny_chec
         pass
     rc = live_main(["--video", str(clip), "--no-display", "--virtual-cam", "--checkpoint",
                     str(tiny_checkpoints["glasses"])])
-    assert rc == 2 and "pip install pyvirtualcam" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install 'tryon-realtime[virtualcam]'" in err
+    if sys.platform.startswith("linux"):
+        assert "v4l2loopback" in err and "exclusive_caps=1" in err
 
 
 def test_demo_renders_all_categories(tmp_path, tiny_checkpoints):
@@ -253,7 +231,7 @@ def test_recorder_codec_choice_and_atomic_finalise(tmp_path):
     assert fourcc == "MJPG" and final == tmp_path / "a.avi"
     with pytest.raises(RecorderError, match="unsupported video suffix"):
         open_writer(tmp_path / "a.gif", 10, (64, 48))
-    rec = VideoRecorder(tmp_path / "b.mp4", 10, (64, 48))
+    rec = VideoRecorder(tmp_path / "b.mp4", 10, (64, 48), encoder="opencv")  # the fallback chain
     for i in range(5):
         rec.write(np.full((48, 64, 3), 40 * i, np.uint8))
         assert not rec.path.exists()  # only the .partial file exists while recording
@@ -268,7 +246,7 @@ def test_recorder_codec_choice_and_atomic_finalise(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_finalises_the_recording(tmp_path, tiny_checkpoints, sig):
     """Ctrl-C / kill while ``tryon record`` runs: exit cleanly with a playable file."""
-    video = _write_video(tmp_path / "long.avi", 400, size_wh=(320, 180), fps=30)
+    video = write_video(tmp_path / "long.avi", 400, size_wh=(320, 180), fps=30)
     out, kp = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "realtime.cli", "record", "--video", str(video), "--accessory",

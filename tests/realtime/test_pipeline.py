@@ -392,3 +392,49 @@ def test_sync_loop_composites_fresh_frames_in_place_and_never_a_callers_frames()
     assert any(o.estimate.visible for o in seen) and all(o.composite is not o.frame.image for o in seen)
     for f, orig in zip(frames, originals):
         np.testing.assert_array_equal(f, orig)  # a list the caller holds is never drawn on
+
+
+# --------------------------------------------------------------------------------------
+# Outfit mode
+# --------------------------------------------------------------------------------------
+
+def test_outfit_composites_every_category_tie_glasses_hat():
+    pipe, backends = _pipeline()
+    src = _astronaut_source(seconds=0.5)
+    assert pipe.set_outfit(["hat", "glasses", "tie"]) == ("tie", "glasses", "hat")
+    for i in range(src.frame_count):
+        frame = Frame(src._get(i), i, i / src.fps)
+        est, composite = pipe.process(frame)
+    assert [layer.accessory.category for layer in est.layers] == ["tie", "glasses", "hat"]
+    assert all(layer.visible and layer.frame_index == frame.index for layer in est.layers)
+    assert all(b.calls == src.frame_count for b in backends.values())  # sync: every category every frame
+    reference = frame.image.copy()  # drawn by hand in the stated order
+    for layer in est.layers:
+        assert pipe.compositor.draw(reference, layer.accessory, layer.smooth_pts_xy)
+    np.testing.assert_array_equal(composite, reference)
+    for layer in est.layers:  # every category adds its own pixels
+        alone = pipe.render(frame.image, layer)
+        others = frame.image.copy()
+        for other in est.layers:
+            if other is not layer:
+                pipe.compositor.draw(others, other.accessory, other.smooth_pts_xy)
+        assert (alone != frame.image).any() and (composite != others).any()
+    assert est.record()["layers"][2]["category"] == "hat"
+    # n / p act on the category being edited; the others keep their accessory
+    assert pipe.category == "glasses"
+    before = {c: pipe.selected_index(c) for c in pipe.outfit}
+    pipe.next_accessory(+1)
+    est, _ = pipe.process(frame)
+    assert est.accessory is est.layers[1].accessory is pipe.catalogue["glasses"][(before["glasses"] + 1) % 2]
+    assert [est.layers[i].accessory for i in (0, 2)] == [pipe.catalogue[c][before[c]] for c in ("tie", "hat")]
+    assert pipe.cycle_category() == "hat" and pipe.cycle_category() == "tie"  # c goes round the outfit
+    # the async worker infers one category per call, in turn; the others keep their newest estimate
+    calls = {c: b.calls for c, b in backends.items()}
+    for _ in range(3):
+        est = pipe.estimate(frame, round_robin=True)
+        assert len(est.layers) == 3
+    assert all(b.calls == calls[c] + 1 for c, b in backends.items())
+    assert pipe.set_outfit(None) == ()
+    assert pipe.process(frame)[0].layers == ()
+    with pytest.raises(ValueError, match="no accessories of shoes"):
+        pipe.set_outfit(["shoes"])
