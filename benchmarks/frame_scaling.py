@@ -11,7 +11,7 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   after: the composite in place on the frame the loop owns (``render(..., in_place=True)``).
 * **grey** / **roi** (the tracker's periodic window search). Before: a full-frame BGR->grey
   conversion then the window search; after: only the window converted
-  (:meth:`realtime.live.tracking.FaceDetector.detect` with ``near``). ``grey`` is the conversion
+  (:meth:`realtime.live.detectors.CascadeDetector.detect` with ``near``). ``grey`` is the conversion
   alone; ``roi`` the whole search (before = the full-frame conversion + today's search, so
   it counts the window's own conversion twice: a few microseconds).
 * **display** (the CPU work of showing a frame, the window's blit excluded). Before:
@@ -45,7 +45,7 @@ from realtime.live.capture import PortraitMotionSource
 from realtime.live.display import PreviewBuffer
 from realtime.geometry import crop_from_box
 from realtime.live.render import Compositor
-from realtime.live.tracking import FaceDetector
+from realtime.live.detectors import CascadeDetector
 from realtime.procedural import bundled_accessories
 from realtime.sysinfo import hardware_info, summarize_ms
 
@@ -73,7 +73,7 @@ def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
 
     frame = PortraitMotionSource(astronaut(), size_wh=size_wh, seconds=0.1)._get(0)
     jpeg = encode_jpeg(frame)
-    det = FaceDetector()
+    det = CascadeDetector()
     faces = det.detect(frame)
     if not faces:
         raise RuntimeError(f"{size_wh}: no face found in the benchmark frame")

@@ -48,7 +48,7 @@ from realtime.config import IMAGE_SUFFIXES, load_config
 from realtime.framing import RoiConfig, roi_config
 from realtime.live.pipeline import TryOnPipeline
 from realtime.live.smoothing import SmoothingConfig
-from realtime.live.tracking import FaceDetector
+from realtime.live.detectors import CascadeDetector
 from realtime.procedural import bundled_accessories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def synthetic_photos(count: int, trajectory: st.Trajectory, noise: float, seed: 
     """In-domain portraits whose face the LBP cascade finds in the first frame."""
     from training.synthetic import render_sample, sample_rng
 
-    detector = FaceDetector(min_neighbors=roi_config("glasses").min_neighbors)
+    detector = CascadeDetector(min_neighbors=roi_config("glasses").min_neighbors)
     out = []
     for i in range(40 * count):
         sample = render_sample("glasses", 512, sample_rng(seed, "glasses", "stability", i))
@@ -98,7 +98,7 @@ def held_out_photos(folder: Path, count: int, trajectory: st.Trajectory, noise: 
     from training.splits import load_split
 
     split = load_split(split_file) if split_file is not None else None
-    detector = FaceDetector(min_neighbors=roi_config("glasses").min_neighbors)
+    detector = CascadeDetector(min_neighbors=roi_config("glasses").min_neighbors)
     out = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         if split is not None and split.split_of(folder.name, path.name) != "test":

@@ -6,10 +6,11 @@ pixels with the inverse of the crop transform (:class:`Roi`). The live tracker
 (:mod:`realtime.live.tracking`) and training's real-photo pipeline use the same framing,
 so it lives in the core.
 
-The crop is the square box = face box shifted by (center_dx, center_dy) face sizes and
-scaled to ``side`` face sizes (:class:`RoiConfig`), upright, through
-:func:`realtime.geometry.crop_from_box` / :func:`~realtime.geometry.warp_crop`; pixels
-outside the frame are black, as in training's augmentation.
+The crop is the square box = face box shifted by (center_dx, center_dy) face sizes (in the
+face's own axes) and scaled to ``side`` face sizes (:class:`RoiConfig`), rotated with the
+followed face's roll so the face is upright in it, through
+:func:`realtime.geometry.rotated_crop_from_box` / :func:`~realtime.geometry.warp_crop`;
+pixels outside the frame are black, as in training's augmentation.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from realtime.config import check_category
-from realtime.geometry import crop_from_box, warp_crop, warp_points
+from realtime.geometry import rolled_offset, rotated_crop_from_box, warp_crop, warp_points
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,18 @@ class RoiConfig:
         max_missed: failed detections in a row, with no confident keypoint follow in
             between, before the face counts as lost.
         max_missed_following: failed detections in a row before "lost" even while the
-            keypoints still follow (the person may have left and the network not noticed).
+            keypoints still follow; 0 = never (the network's presence check decides, so a
+            rolled face the detector cannot see keeps its crop).
+        verify_frames: frames in a row without a confident network output that reject a
+            new detection (the network's presence check; nothing is drawn before it passes).
+        verify_confidence: the network confidence that verifies a new detection (higher than
+            the gate's show level: the shipped glasses model gives 0.72-0.92 on real faces and
+            0.31-0.40, now and then more, on the space shuttle picture of the steadiness script).
+        absent_frames: frames in a row without a confident network output that drop a
+            confirmed face (the person left): the accessory is gone by the last of them.
+        acquire_views: while nobody is followed, search one extra rotated / padded view
+            per detection attempt (:data:`realtime.live.detectors.ACQUIRE_VIEWS`).
+        roll_aware: turn the crop with the followed face's roll.
         redetect_deadband: while the keypoints follow the face, a re-detection closer than
             this (face sizes for the centre, natural log for the size) to the followed face
             confirms it and changes nothing; a larger difference is applied (drift
@@ -82,7 +94,12 @@ class RoiConfig:
     detect_every: int = 5
     lost_detect_every: int = 5
     max_missed: int = 3
-    max_missed_following: int = 8
+    max_missed_following: int = 0
+    verify_frames: int = 3
+    verify_confidence: float = 0.6
+    absent_frames: int = 3
+    acquire_views: bool = True
+    roll_aware: bool = True
     redetect_deadband: float = 0.3
     settle_tol: float = 0.05
     max_follow_step: float = 0.25
@@ -98,6 +115,9 @@ class RoiConfig:
             raise ValueError(f"roi.side must be > 0, got {self.side}")
         if self.detect_every < 1 or self.lost_detect_every < 1 or self.max_missed < 1:
             raise ValueError("roi.detect_every, roi.lost_detect_every and roi.max_missed must be >= 1")
+        if self.verify_frames < 1 or self.absent_frames < 1 or self.max_missed_following < 0:
+            raise ValueError("roi.verify_frames and roi.absent_frames must be >= 1, "
+                             "roi.max_missed_following >= 0")
         if self.redetect_deadband < 0:
             raise ValueError(f"roi.redetect_deadband must be >= 0, got {self.redetect_deadband}")
 
@@ -117,11 +137,19 @@ def roi_config(category: str, **overrides: float) -> RoiConfig:
 
 @dataclass(frozen=True)
 class FaceBox:
-    """A square face box in frame pixels: centre and side."""
+    """A square face box in frame pixels: centre, side, the detector's score and the roll.
+
+    ``score`` is the detector's own confidence (its scale is the detector's: the cascade
+    has none and says 1.0; dlib's HOG gives an SVM margin). ``roll_deg`` is the face's
+    in-plane rotation when it was found in a rotated view (degrees, positive = eye line
+    clockwise on screen, as the teacher's ``roll_deg``); the box is square in that view.
+    """
 
     cx: float
     cy: float
     side: float
+    score: float = 1.0
+    roll_deg: float = 0.0
 
     def as_array(self) -> np.ndarray:
         return np.array([self.cx, self.cy, self.side], dtype=np.float64)
@@ -137,6 +165,8 @@ class Roi:
         side: crop side in frame pixels.
         size: network input size (crop side in network pixels).
         crop_from_frame: 3x3 affine, frame pixels -> crop pixels.
+        roll_deg: the crop's rotation (the followed face's roll, positive = clockwise on
+            screen): the face is upright in the crop.
     """
 
     face: FaceBox
@@ -144,6 +174,7 @@ class Roi:
     side: float
     size: int
     crop_from_frame: np.ndarray = field(repr=False)
+    roll_deg: float = 0.0
 
     @property
     def frame_from_crop(self) -> np.ndarray:
@@ -163,9 +194,13 @@ class Roi:
         return warp_points(self.crop_from_frame, pts_frame_xy)
 
 
-def roi_from_face(face: FaceBox, cfg: RoiConfig, size: int) -> Roi:
-    """Build the crop of ``cfg`` around a face box, for a network of input ``size``."""
-    cx = face.cx + cfg.center_dx * face.side
-    cy = face.cy + cfg.center_dy * face.side
-    side = cfg.side * face.side
-    return Roi(face, (cx, cy), side, size, crop_from_box((cx, cy), side, size))
+def roi_from_face(face: FaceBox, cfg: RoiConfig, size: int, roll_deg: float = 0.0) -> Roi:
+    """Build the crop of ``cfg`` around a face box, for a network of input ``size``.
+
+    With ``roll_deg`` the crop is rotated with the face (positive = clockwise on screen):
+    the framing offset turns with it and the face is upright in the crop
+    (:func:`realtime.geometry.rotated_crop_from_box`).
+    """
+    (cx, cy), side = rolled_offset((face.cx, face.cy), face.side, (cfg.center_dx, cfg.center_dy), roll_deg), \
+        cfg.side * face.side
+    return Roi(face, (cx, cy), side, size, rotated_crop_from_box((cx, cy), side, size, roll_deg), float(roll_deg))

@@ -185,6 +185,43 @@ def crop_from_box(center_xy: tuple[float, float], side: float, out_size: int, an
                      [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
+def rotated_crop_from_box(center_xy: tuple[float, float], side: float, out_size: int,
+                          roll_deg: float = 0.0) -> np.ndarray:
+    """``crop_from_frame`` of a square crop that turns with a rolled face: the ONE home of
+    the rotated-crop transform (live tracker, training's crop framing, detector views).
+
+    ``roll_deg`` is the face's in-plane rotation, positive = eye line clockwise on screen
+    (y down); the crop's x axis runs along the face's eye line, so the face is upright
+    in the crop. Same as :func:`crop_from_box` with ``angle_deg = -roll_deg``; keypoints
+    go back with the inverse matrix.
+    """
+    return crop_from_box(center_xy, side, out_size, -float(roll_deg))
+
+
+def rolled_offset(center_xy: tuple[float, float], unit: float, offset_xy: tuple[float, float],
+                  roll_deg: float = 0.0) -> tuple[float, float]:
+    """``center + unit * R(roll) offset``: an offset given in a rolled face's own axes
+    (x along the eye line, y down the face), in frame pixels."""
+    th = np.deg2rad(roll_deg)
+    c, s = np.cos(th), np.sin(th)
+    ox, oy = offset_xy[0] * unit, offset_xy[1] * unit
+    return float(center_xy[0] + c * ox - s * oy), float(center_xy[1] + s * ox + c * oy)
+
+
+def view_from_frame(center_xy: tuple[float, float], scale: float, out_wh: tuple[int, int],
+                    roll_deg: float = 0.0) -> np.ndarray:
+    """3x3 affine of a (possibly rectangular) view: the frame point ``center_xy`` goes to the
+    view's centre, scaled by ``scale`` and de-rotated by ``roll_deg`` like
+    :func:`rotated_crop_from_box` (a face rolled by ``roll_deg`` is upright in the view)."""
+    th = np.deg2rad(-float(roll_deg))
+    cos, sin = np.cos(th) * scale, np.sin(th) * scale
+    cx, cy = center_xy
+    vx, vy = (out_wh[0] - 1) / 2.0, (out_wh[1] - 1) / 2.0
+    return np.array([[cos, -sin, vx - cos * cx + sin * cy],
+                     [sin, cos, vy - sin * cx - cos * cy],
+                     [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
 def warp_crop(frame: np.ndarray, crop_from_frame: np.ndarray, out_size: int,
               border_value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
     """Cut the square crop described by ``crop_from_frame`` out of ``frame`` (bilinear).

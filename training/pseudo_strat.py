@@ -52,7 +52,7 @@ import numpy as np
 
 from realtime.accessories import Accessory, load_accessories_dir
 from realtime.config import category_classes, check_category
-from realtime.geometry import DegenerateQuadError, crop_from_box, resize_matrix, warp_points
+from realtime.geometry import DegenerateQuadError, resize_matrix, rotated_crop_from_box, warp_points
 from realtime.io import atomic_write_bytes
 from realtime.procedural import STYLES, accessory_by_name, generate_accessory
 from training import placement as pl
@@ -252,7 +252,9 @@ def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size:
     pad = pl.pad_fraction(centre, side, rec.size_wh)
     if pad > pl.MAX_PAD_FRACTION:
         raise pl.PlacementRejected("extreme_padding", f"{pad:.0%} of the crop outside the photo")
-    crop_from_photo = crop_from_box((float(centre[0]), float(centre[1])), side, size)
+    # The live tracker's crop transform (roll 0: the teacher's photos keep their head roll,
+    # which the network learns to follow; live crops are de-rotated by the followed roll).
+    crop_from_photo = rotated_crop_from_box((float(centre[0]), float(centre[1])), side, size, 0.0)
     background, valid = crop_padded(photo_rgb, crop_from_photo, size)
     seg = cv2.warpAffine(rec.seg_mask, np.ascontiguousarray(crop_from_photo[:2]), (size, size),
                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

@@ -17,6 +17,7 @@ from realtime.bench.soak import run_soak, soak_markdown
 from realtime.config import CATEGORIES
 from realtime.io import ensure_writable_folder
 from realtime.live.capture import PortraitMotionSource
+from realtime.live.detectors import DEFAULT_DETECTOR, detector_names, make_detector
 from realtime.live.pipeline import TryOnPipeline
 from realtime.live.smoothing import SmoothingConfig
 from realtime.procedural import bundled_accessories
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     g.add_argument("--threads", type=int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
+    g.add_argument("--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+                   help=f"face detector of the pipeline (default {DEFAULT_DETECTOR}; benchmarks/detection.py "
+                        "compares them)")
     g.add_argument("--preset", default="lite", choices=("paper", "lite", "tiny"),
                    help="network of the random-init fallback when no weights exist (default lite)")
     b = p.add_argument_group("latency")
@@ -148,14 +152,20 @@ def _stability_command(args: argparse.Namespace, resolver: ModelResolver,
     photos = stability.load_photos(args.photos, args.max_photos)
     accessory = bundled_accessories(category)[0]
 
+    try:
+        detector = make_detector(args.detector)
+    except ImportError as exc:
+        raise SystemExit(f"tryon bench: --detector {args.detector}: {exc}") from exc
+
     def make_pipeline() -> TryOnPipeline:
-        return TryOnPipeline(resolver, {category: [accessory]}, smoothing=smoothing)
+        return TryOnPipeline(resolver, {category: [accessory]}, smoothing=smoothing, detector=detector)
 
     report = stability.run_stability(make_pipeline, photos, smoothing=smoothing, noise_sigma=args.noise,
                                      sweep=args.sweep)
     report.update(environment(threads))
     report["model"] = model_info(resolver(category), resolver.untrained(category), resolver.describe(category))
     report["accessory"] = accessory.name
+    report["detector"] = args.detector
     if args.sweep and (args.json or args.out_dir):
         png = (args.json.with_suffix(".png") if args.json else
                args.out_dir / f"smoothing_sweep_{report['date']}.png")

@@ -55,9 +55,14 @@ from realtime.config import IMAGE_SUFFIXES
 from realtime.geometry import warp_points
 from realtime.live.capture import PortraitMotionSource
 from realtime.live.pipeline import STATUS_NO_FACE
-from realtime.live.smoothing import QuadSmoother, SmoothingConfig
+from realtime.live.smoothing import QuadSmoother, SmoothingConfig, quad_to_params
+from realtime.live.tracking import REASON_LEFT, REASON_REJECTED
 
 log = logging.getLogger(__name__)
+
+#: Estimate statuses of a frame on which the presence check dropped the face (the pipeline
+#: resets the smoothing and draws nothing).
+DROPPED = (REASON_REJECTED, REASON_LEFT)
 
 #: Frame rate of the synthetic camera.
 FPS = 30.0
@@ -71,7 +76,9 @@ LAG_STEP_FRAMES = 0.02
 #: Webcam-like sensor noise, grey levels (standard deviation per pixel and channel).
 DEFAULT_NOISE_SIGMA = 3.0
 
-SEGMENT_KINDS = ("hold", "pan", "zoom", "roll", "squeeze", "step")
+SEGMENT_KINDS = ("hold", "pan", "zoom", "roll", "squeeze", "step", "away", "cut")
+#: Segments without the face: a non-face picture is in view instead (the accessory must not show).
+ABSENT_KINDS = ("away",)
 
 
 @dataclass(frozen=True)
@@ -79,11 +86,13 @@ class Segment:
     """One piece of the camera script.
 
     Ramps change the pose linearly over the segment; a step applies its whole change at
-    the segment's first frame and then holds.
+    the segment's first frame and then holds. ``away``: the face is gone, a non-face picture
+    (scikit-image's space shuttle) stands where it was; ``cut``: like a step, for the first
+    frames after an ``away`` (the face comes back already moved, e.g. tilted).
 
     Attributes:
         name: label in reports ("slow pan", ...).
-        kind: hold, pan, zoom, roll, squeeze or step.
+        kind: hold, pan, zoom, roll, squeeze, step, away or cut.
         seconds: duration.
         dx, dy: total translation, fractions of the frame width / height.
         dlog_scale: total change of log(zoom).
@@ -126,6 +135,18 @@ DEFAULT_SCRIPT: tuple[Segment, ...] = (
     Segment("squeeze", "squeeze", 1.0, dlog_squeeze=math.log(0.8)),
     Segment("hold", "hold", 1.0),
     Segment("step", "step", 1.5, dx=0.05, dy=-0.02),
+    # Roll, absence and re-entry (issue 13): ramps to +-45 degrees with holds, the face leaving
+    # with a non-face picture left in view, coming back, and a cut to a 30-degree tilt.
+    Segment("hold before roll", "hold", 1.0),
+    Segment("roll to +45", "roll", 1.5, droll_deg=33.0),
+    Segment("hold +45", "hold", 1.5),
+    Segment("roll to -45", "roll", 3.0, droll_deg=-90.0),
+    Segment("hold -45", "hold", 1.5),
+    Segment("roll back to 0", "roll", 1.5, droll_deg=45.0),
+    Segment("face away", "away", 2.0),
+    Segment("re-entry", "hold", 2.0),
+    Segment("face away again", "away", 1.0),
+    Segment("cut to 30 deg tilt", "cut", 2.0, droll_deg=30.0),
 )
 
 
@@ -162,12 +183,16 @@ class Trajectory:
         for seg in self.script:
             n = max(1, int(round(seg.seconds * self.fps)))
             delta = np.array([seg.dx * w, seg.dy * h, seg.dlog_scale, math.radians(seg.droll_deg), seg.dlog_squeeze])
-            frac = np.ones(n) if seg.kind == "step" else (np.arange(1, n + 1) / n)
+            frac = np.ones(n) if seg.kind in ("step", "cut") else (np.arange(1, n + 1) / n)
             rows.append(pose[None, :] + frac[:, None] * delta[None, :])
             spans.append(SegmentSpan(seg, sum(len(r) for r in rows[:-1]), sum(len(r) for r in rows)))
             pose = rows[-1][-1].copy()
         self.poses = np.concatenate(rows)  # (N, 5)
         self.spans: tuple[SegmentSpan, ...] = tuple(spans)
+        self.present = np.ones(len(self.poses), dtype=bool)  # the face is in view
+        for sp in self.spans:
+            if sp.segment.kind in ABSENT_KINDS:
+                self.present[sp.start:sp.stop] = False
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -222,6 +247,24 @@ class TrajectorySource(PortraitMotionSource):
 
     def frame_from_image(self, index: int) -> np.ndarray:
         return self.trajectory.frame_from_image(index, self._image_hw)
+
+    def _render(self, index: int) -> np.ndarray:
+        if self.trajectory.present[index]:
+            return super()._render(index)
+        # Face away: the non-face picture stands where the portrait was, same motion and noise.
+        img, self._img = self._img, self._away_image()
+        try:
+            return super()._render(index)
+        finally:
+            self._img = img
+
+    def _away_image(self) -> np.ndarray:
+        if getattr(self, "_away", None) is None:
+            from skimage.data import rocket
+
+            h, w = self._img.shape[:2]
+            self._away = np.ascontiguousarray(cv2.resize(rocket(), (w, h), interpolation=cv2.INTER_AREA)[..., ::-1])
+        return self._away
 
 
 # --------------------------------------------------------------------------------------
@@ -428,6 +471,9 @@ def replay_smoothing(rec: Recording, cfg: SmoothingConfig) -> tuple[np.ndarray, 
     out = np.full_like(rec.raw, np.nan)
     visible = np.zeros(len(rec.raw), dtype=bool)
     for i, status in enumerate(rec.status):
+        if status in DROPPED:  # the presence check dropped the face on this frame
+            smoother.reset()
+            continue
         if not np.all(np.isfinite(rec.raw[i])) or not np.isfinite(rec.confidence[i]):
             if status == STATUS_NO_FACE:
                 smoother.reset()
@@ -486,9 +532,58 @@ def score(rec: Recording, pts_xy: np.ndarray | None = None, visible: np.ndarray 
         moving.append(np.arange(sp.start, sp.stop))
     motion = np.concatenate(moving) if moving else np.arange(0)
     ref = rec.reference_frames()
+    present = rec.trajectory.present
     return {"jitter_pct": jitter_pct(pts[ref], diag), "lag_frames": lags, "filter_lag_frames": filter_lags,
             "motion_error_pct": rms_error_pct(pts[motion], rec.gt[motion], diag) if len(motion) else float("nan"),
-            "segment_error_pct": errors, "visible_frac": float(np.mean(vis))}
+            "segment_error_pct": errors, "visible_frac": float(np.mean(vis[present])),
+            "false_accessory_frac": float(np.mean(vis[~present])) if (~present).any() else float("nan"),
+            "segments": segment_metrics(rec, pts, vis)}
+
+
+def _angle_deg(quads: np.ndarray) -> np.ndarray:
+    return np.array([math.degrees(quad_to_params(q)[2]) if np.all(np.isfinite(q)) else np.nan for q in quads])
+
+
+def segment_metrics(rec: Recording, pts_xy: np.ndarray, visible: np.ndarray) -> list[dict[str, Any]]:
+    """Per segment: visible fraction, placement error, roll error; false-accessory fraction
+    while the face is away; frames to re-acquire after an absence.
+
+    * placement error: each visible quad mapped back into the photo by the known transform,
+      against the reference (upright) placement: mean corner distance, % of the reference
+      quad's diagonal, median over the segment's visible frames;
+    * roll error: |angle of the quad - angle of the ground truth| in degrees, median;
+    * frames to re-acquire (the segment right after an ``away``): frames from its start to
+      the first visible one (None: never within the segment).
+    """
+    out = []
+    ref_photo = warp_points(np.linalg.inv(rec.frame_from_image[0]), rec.gt[0])
+    diag_photo = float(quad_diagonal(ref_photo))
+    gt_angle = _angle_deg(rec.gt)
+    pred_angle = _angle_deg(pts_xy)
+    prev_kind = None
+    for sp in rec.trajectory.spans:
+        idx = np.arange(sp.start, sp.stop)
+        vis = visible[idx] & np.all(np.isfinite(pts_xy[idx]), axis=(1, 2))
+        row: dict[str, Any] = {"name": sp.segment.name, "kind": sp.segment.kind, "frames": len(idx),
+                               "visible_frac": float(np.mean(vis))}
+        if sp.segment.kind in ABSENT_KINDS:
+            row["false_accessory_frac"] = row.pop("visible_frac")
+        else:
+            shown = idx[vis]
+            if len(shown):
+                err = [np.mean(np.linalg.norm(warp_points(np.linalg.inv(rec.frame_from_image[i]), pts_xy[i])
+                                              - ref_photo, axis=-1)) for i in shown]
+                row["placement_error_pct"] = float(np.median(err) / diag_photo * 100.0)
+                d = np.abs((pred_angle[shown] - gt_angle[shown] + 180.0) % 360.0 - 180.0)
+                row["roll_error_deg"] = float(np.median(d))
+            else:
+                row["placement_error_pct"] = row["roll_error_deg"] = float("nan")
+            if prev_kind in ABSENT_KINDS:
+                first = np.flatnonzero(vis)
+                row["reacquire_frames"] = int(first[0]) if len(first) else None
+        out.append(row)
+        prev_kind = sp.segment.kind
+    return out
 
 
 def mean_scores(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -498,8 +593,21 @@ def mean_scores(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
 
     out: dict[str, Any] = {}
-    for key in ("jitter_pct", "motion_error_pct", "visible_frac"):
-        out[key] = avg([s[key] for s in scores])
+    for key in ("jitter_pct", "motion_error_pct", "visible_frac", "false_accessory_frac"):
+        out[key] = avg([s.get(key, float("nan")) for s in scores])
+    if scores and "segments" in scores[0]:
+        segs = []
+        for i, row in enumerate(scores[0]["segments"]):
+            merged = dict(row)
+            for key in ("visible_frac", "false_accessory_frac", "placement_error_pct", "roll_error_deg"):
+                if key in row:
+                    merged[key] = avg([s["segments"][i].get(key, float("nan")) for s in scores])
+            if "reacquire_frames" in row:  # worst photo; None (never) counts as the whole segment
+                merged["reacquire_frames"] = max(s["segments"][i]["reacquire_frames"]
+                                                 if s["segments"][i]["reacquire_frames"] is not None
+                                                 else s["segments"][i]["frames"] for s in scores)
+            segs.append(merged)
+        out["segments"] = segs
     for key in ("lag_frames", "filter_lag_frames", "segment_error_pct"):
         names = list(scores[0][key]) if scores else []
         out[key] = {n: avg([s[key][n] for s in scores]) for n in names}
@@ -824,6 +932,25 @@ def _score_row(label: str, sc: dict[str, Any], segments: Sequence[str]) -> str:
             f"{_fmt(sc['visible_frac'])} |")
 
 
+def segment_table(sc: dict[str, Any]) -> list[str]:
+    """Markdown lines: the per-segment metrics of a (mean) score (:func:`segment_metrics`)."""
+    if "segments" not in sc:
+        return []
+    lines = ["Per segment (smoothed, mean over photos; re-acquire: worst photo): visible fraction, placement error "
+             "(quad mapped back into the photo vs its upright placement, % of the diagonal, median), roll error "
+             "(degrees, median), accessory shown while the face is away, frames to re-acquire.", "",
+             "| segment | visible | placement error (% diag) | roll error (deg) | accessory with no face | "
+             "frames to re-acquire |", "|---|---|---|---|---|---|"]
+    for row in sc["segments"]:
+        reac = row.get("reacquire_frames")
+        lines.append(f"| {row['name']} | {_fmt(row.get('visible_frac'))} | {_fmt(row.get('placement_error_pct'))} | "
+                     f"{_fmt(row.get('roll_error_deg'), 1)} | {_fmt(row.get('false_accessory_frac'))} | "
+                     f"{'' if reac is None else reac} |")
+    lines += ["", f"Accessory on frames with no face: {_fmt(sc.get('false_accessory_frac'), 3)}; visible on frames "
+                  f"with a face: {_fmt(sc.get('visible_frac'), 3)}.", ""]
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The steadiness report (and the sweep's choice) as Markdown."""
     from realtime.bench.report import run_context_line
@@ -852,6 +979,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                         report["smoothed"], segments), "",
              f"Targets: jitter <= {report['targets']['jitter_pct']} % of the diagonal on the static hold, lag <= "
              f"{report['targets']['slow_pan_lag_frames']} frame on the slow pan.", "",
+             *segment_table(report["smoothed"]),
              "## Per photo", "", head, sep]
     for p in report["per_photo"]:
         lines.append(_score_row(f"{p['photo']} raw", p["raw"], segments))

@@ -53,6 +53,7 @@ from realtime.config import CATEGORIES, IMAGE_SUFFIXES, load_config
 from realtime.errors import BackendError
 from realtime.live.capture import (STATUS_OK, CameraError, FrameSource, PortraitMotionSource, VideoFileSource,
                                    open_source)
+from realtime.live.detectors import DEFAULT_DETECTOR, detector_names, make_detector
 from realtime.live.display import PreviewBuffer
 from realtime.live.pipeline import STATUS_NO_FACE, STATUS_NON_FINITE, FrameLoop, LoopReport, Output, TryOnPipeline
 from realtime.live.pipeline import STATUS_OK as EST_OK
@@ -112,6 +113,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     g.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU inference threads (default: half the cores, here {default_threads()})")
+    g.add_argument("--detector", choices=detector_names(), default=DEFAULT_DETECTOR,
+                   help=f"face detector (default {DEFAULT_DETECTOR}, chosen by benchmarks/detection.py)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="smoothing option (realtime.live.smoothing.SmoothingConfig), e.g. --set beta=2 "
                         "--set min_cutoff=0.5 (repeatable)")
@@ -171,12 +174,14 @@ class SessionOptions:
         accessories: bundled names or image paths (empty: every bundled accessory).
         category: starting category, and the category of image files that do not say.
         smoothing: keypoint smoothing.
+        detector: face detector name (:data:`realtime.live.detectors.DETECTORS`).
         outfit: categories worn together from the start (empty: one at a time).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
     accessories: tuple[str, ...] = ()
     category: str | None = None
+    detector: str = DEFAULT_DETECTOR
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     outfit: tuple[str, ...] = ()
 
@@ -250,7 +255,7 @@ def _session_options(args: argparse.Namespace) -> SessionOptions:
                          threads=args.threads)
     return SessionOptions(model=model, accessories=tuple(args.accessory), category=args.category,
                           smoothing=load_config(SmoothingConfig, overrides=args.overrides),
-                          outfit=args.outfit or ())
+                          detector=args.detector, outfit=args.outfit or ())
 
 
 def _output_options(args: argparse.Namespace) -> OutputOptions:
@@ -319,7 +324,12 @@ def build_session(opts: SessionOptions, categories: Sequence[str] | None = None)
     if start is not None and start not in catalogue:
         names = ", ".join(a.name for accs in catalogue.values() for a in accs)
         raise UsageError(f"no accessory of category {start!r} among {names}")
-    pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing)
+    try:
+        detector = make_detector(opts.detector)
+    except (ImportError, ValueError) as exc:
+        resolver.close()
+        raise UsageError(f"--detector {opts.detector}: {exc}") from exc
+    pipeline = TryOnPipeline(resolver, catalogue, category=start, smoothing=smoothing, detector=detector)
     if opts.outfit:
         try:
             worn = pipeline.set_outfit(opts.outfit)
@@ -376,7 +386,9 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (), offline_f
     if out.source_status != STATUS_OK:
         warning = out.source_status
     elif est is not None and est.status != EST_OK:
-        warning = "no face found" if est.roi is None else est.status
+        # Why nothing is drawn: no face, a detection the network has not confirmed / refused,
+        # the face left, low confidence (realtime.live.pipeline.Estimate.status).
+        warning = "no face found" if est.status == STATUS_NO_FACE else est.status
     elif any(session.resolver.untrained(c) for c in (pipe.outfit or (pipe.category,))):
         warning = "UNTRAINED weights: placements are meaningless"
     return lines, warning

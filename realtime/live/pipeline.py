@@ -40,6 +40,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,8 +57,9 @@ from realtime.framing import Roi, RoiConfig, roi_config
 from realtime.live import native
 from realtime.live.capture import Frame, FrameSource
 from realtime.live.render import Compositor
-from realtime.live.smoothing import QuadSmoother, SmoothingConfig
-from realtime.live.tracking import FaceDetector, RoiTracker
+from realtime.live.detectors import FaceDetector
+from realtime.live.smoothing import QuadSmoother, SmoothingConfig, quad_to_params
+from realtime.live.tracking import REASON_SEARCHING, RoiTracker
 from realtime.preprocess import foreground_input
 from realtime.sysinfo import summarize_ms
 
@@ -156,7 +158,9 @@ class RateMeter:
 # --------------------------------------------------------------------------------------
 
 STATUS_OK = "ok"
-STATUS_NO_FACE = "no face"
+STATUS_NO_FACE = REASON_SEARCHING
+#: Drawn nothing although a face is followed: the confidence gate is closed.
+STATUS_LOW_CONFIDENCE = "network confidence too low to draw"
 STATUS_NON_FINITE = "non-finite network output (holding the last pose)"
 
 
@@ -171,8 +175,11 @@ class Estimate:
         raw_pts_xy: (4, 2) decoded keypoints in frame pixels (None: no face / non-finite).
         smooth_pts_xy: (4, 2) after the smoothing stage (the raw ones when it is off).
         confidence: weakest corner's heatmap peak (None when nothing was decoded).
-        visible: the confidence gate's verdict: draw the accessory.
-        status: ``ok``, ``no face`` or the non-finite message.
+        visible: draw the accessory: the confidence gate is open and the network has
+            confirmed the detection (presence check).
+        status: ``ok`` when drawn, else why not: ``no face``, the tracker's reason
+            (:data:`realtime.live.tracking.REASON_CHECKING` / ``REASON_REJECTED`` /
+            ``REASON_LEFT``), :data:`STATUS_LOW_CONFIDENCE` or the non-finite message.
         times_ms: per-stage latency.
         layers: outfit mode: the newest estimate of every category worn, in
             :data:`OUTFIT_ORDER` (this estimate is the one of the category being edited).
@@ -224,7 +231,8 @@ class TryOnPipeline:
         category: starting category (default: the first one that has accessories).
         smoothing: :class:`SmoothingConfig` for the keypoint filter and gate.
         roi_configs: per-category :class:`RoiConfig` overrides.
-        detector: face detector shared by all categories (default :class:`FaceDetector`).
+        detector: face detector shared by all categories (default: the registry's default,
+            :func:`realtime.live.detectors.make_detector`).
         prefer_native: native C++ preprocess and composite kernels: True, False (the
             OpenCV/NumPy references) or None (the measured default, see
             :data:`realtime.live.native.PREFER_NATIVE`).
@@ -262,7 +270,8 @@ class TryOnPipeline:
         self._index = {c: 0 for c in self.catalogue}
         self._encoded: dict[int, Accessory] = {}  # id(backend) -> accessory whose F_f it holds
         self._warned_non_finite = False
-        self._acc_quad: tuple[Accessory | None, np.ndarray | None] = (None, None)  # accessory, its init quad
+        # accessory, its init quad, that quad's angle (degrees: the upright reference of the roll)
+        self._acc_quad: tuple[Accessory | None, np.ndarray | None, float] = (None, None, 0.0)
         self.tracker: RoiTracker | None = None
         self.category = ""
         self.outfit: tuple[str, ...] = ()
@@ -412,7 +421,8 @@ class TryOnPipeline:
                 roi = self.tracker.update(frame.image, t)
             if roi is None:
                 self.smoother.reset()
-                return Estimate(frame.index, t, acc, None, None, None, None, False, STATUS_NO_FACE, times.ms)
+                return Estimate(frame.index, t, acc, None, None, None, None, False,
+                                self.tracker.reason or STATUS_NO_FACE, times.ms)
             with times.stage("preprocess"):
                 x = native.preprocess_crop(frame.image, roi.crop_from_frame, self.input_size,
                                            prefer_native=self.prefer_native)  # (1, 3, S, S)
@@ -422,7 +432,8 @@ class TryOnPipeline:
                 finite = bool(np.all(np.isfinite(heatmaps)))
                 if finite:
                     if self._acc_quad[0] is not acc:
-                        self._acc_quad = (acc, acc.init_vertex_xy)
+                        self._acc_quad = (acc, acc.init_vertex_xy,
+                                          math.degrees(quad_to_params(acc.init_vertex_xy)[2]))
                     dec = self.codec.decode_quad(heatmaps[0], self._acc_quad[1])
                     confidence = dec.confidence
                     raw = roi.to_frame(dec.pts_xy)  # (4, 2) frame px
@@ -436,8 +447,23 @@ class TryOnPipeline:
                                 STATUS_NON_FINITE, times.ms)
             with times.stage("smooth"):
                 out = self.smoother.update(raw, confidence, t)
-            self.tracker.observe(raw, confident=confidence >= self.smoother.cfg.show_confidence)
-            return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, out.visible, STATUS_OK, times.ms)
+            gate = self.smoother.cfg
+            roll = None
+            if out.pts_xy is not None:  # the smoothed quad's roll turns the next crop
+                roll = math.degrees(quad_to_params(out.pts_xy)[2]) - self._acc_quad[2]
+            # Presence: below show_confidence counts as "no face here" for the tracker, not only below
+            # the gate's hide_confidence: on a non-face picture left where the face was (the space
+            # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
+            # gate's hysteresis band, which kept the accessory on for 10 frames.
+            kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll,
+                                        confidence=confidence)
+            if not kept:  # presence check: the network refused the detection, or the face left
+                self.smoother.reset()
+                return Estimate(frame.index, t, acc, roi, raw, None, confidence, False, self.tracker.reason,
+                                times.ms)
+            visible = out.visible and self.tracker.verified
+            status = STATUS_OK if visible else (self.tracker.reason or STATUS_LOW_CONFIDENCE)
+            return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, visible, status, times.ms)
 
     def _estimate_outfit(self, frame: Frame, round_robin: bool) -> Estimate:
         with self._lock:

@@ -5,14 +5,15 @@ lives in :mod:`realtime.framing`, shared with training.
 
 Pipeline of this stage (:class:`RoiTracker`):
 
-1. **Detect** the face with the LBP frontal-face cascade that ships inside scikit-image
-   (``skimage.data.lbp_frontal_face_cascade_filename()``, OpenCV's own
-   ``lbpcascade_frontalface.xml``). OpenCV's Haar cascades cannot be used: opencv-python 5
-   no longer ships ``cv2.data.haarcascades`` files nor ``cv2.CascadeClassifier`` (the
-   cascade classifier moved out of the main modules). Detection runs at start, every
+1. **Detect** the face with a :class:`~realtime.live.detectors.FaceDetector` chosen by name
+   (:mod:`realtime.live.detectors`: the LBP cascade bundled with scikit-image, dlib's HOG).
+   While nobody is followed, each detection attempt that finds nobody upright also searches
+   one extra view (rotated by +-30 / +-60 degrees, or padded), in turn
+   (:data:`~realtime.live.detectors.ACQUIRE_VIEWS`). Detection runs at start, every
    ``detect_every`` frames to correct drift, and every ``lost_detect_every`` frames while
    nobody is found; a tracked face is searched in a window around it, then in the whole
-   frame after a miss. While the keypoints follow the face, a re-detection that lands
+   frame after a miss; both de-rotated by the followed roll when it exceeds
+   :data:`ROLL_VIEW_DEG`. While the keypoints follow the face, a re-detection that lands
    within ``redetect_deadband`` face sizes (and log-size) of the followed face only
    confirms it: the cascade's box wobbles by a few percent between frames, and applying
    each such correction moved the crop, hence the keypoints, every ``detect_every``
@@ -25,134 +26,108 @@ Pipeline of this stage (:class:`RoiTracker`):
    prediction must not drag the crop away).
 3. **Smooth** the face box (centre, log size) with a One Euro filter so the crop does not
    jitter (:mod:`realtime.live.smoothing`).
-4. **Crop**: square box = face box shifted by (center_dx, center_dy) face sizes and scaled
-   to ``side`` face sizes (:class:`RoiConfig`), upright, through
-   :func:`realtime.geometry.crop_from_box` / :func:`~realtime.geometry.warp_crop`; pixels
-   outside the frame are black, as in training's augmentation.
+4. **Crop**: square box = face box shifted by (center_dx, center_dy) face sizes (in the
+   face's axes) and scaled to ``side`` face sizes (:class:`RoiConfig`), rotated by the
+   followed face's roll (the smoothed quad's roll, fed back by :meth:`RoiTracker.observe`,
+   as face-landmark trackers do with the previous frame's landmarks) so that the face is
+   upright in it, through :func:`realtime.geometry.rotated_crop_from_box`; keypoints go back
+   through the inverse (:meth:`realtime.framing.Roi.to_frame`). Pixels outside the frame
+   are black, as in training's augmentation.
+5. **Presence check** from the network itself: a new detection is only a face once the
+   network is confident on its crop (``verify_frames`` unconfident frames reject it); a
+   verified face is dropped after ``absent_frames`` frames the network calls absent.
+   :attr:`RoiTracker.reason` says why there is nothing to draw.
 
-The face is lost after ``max_missed`` failed detections in a row without any confident
-keypoint follow in between (or ``max_missed_following`` with); :meth:`RoiTracker.update`
-then returns None and the pipeline hides the accessory. While tracking, a full-frame
-detection is accepted only at 0.5x to 2x the tracked face's size.
+The face is also lost after ``max_missed`` failed detections in a row without any
+confident keypoint follow in between (or ``max_missed_following`` with, 0 = never: the
+network's presence check decides); :meth:`RoiTracker.update` then returns None and the
+pipeline hides the accessory. While tracking, a full-frame detection is accepted only at
+0.5x to 2x the tracked face's size.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 
-import cv2
 import numpy as np
 
 from realtime.framing import FaceBox, Roi, RoiConfig, roi_from_face
+from realtime.live.detectors import (ACQUIRE_VIEWS, FaceDetector, detect_acquire_view, detect_rolled_near,
+                                     make_detector)
 from realtime.live.smoothing import OneEuroFilter, quad_size
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------
-# Face detection
-# --------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1)
-def _cascade():
-    """The LBP frontal-face cascade bundled with scikit-image (loaded once)."""
-    from skimage.data import lbp_frontal_face_cascade_filename
-    from skimage.feature import Cascade
-
-    return Cascade(lbp_frontal_face_cascade_filename())
-
-
-class FaceDetector:
-    """Frontal faces with scikit-image's bundled LBP cascade, on a downscaled grey image.
-
-    Args:
-        detect_width: full-frame searches run at this width (a face must be at least 20 px
-            there: 80 px in a 1280-wide frame).
-        window_face_px: window searches resize the expected face to this size.
-        min_neighbors: cascade vote threshold (higher = fewer false positives).
-    """
-
-    #: Smallest face the cascade window sees, px (the cascade's window is 24x24).
-    MIN_FACE_PX = 20
-    #: scikit-image's recommended pyramid step for speed (1.2).
-    SCALE_FACTOR = 1.2
-
-    def __init__(self, detect_width: int = 320, window_face_px: int = 48, min_neighbors: int = 3) -> None:
-        self.detect_width, self.window_face_px, self.min_neighbors = detect_width, window_face_px, min_neighbors
-
-    def _run(self, grey: np.ndarray, scale: float, origin: tuple[float, float], min_px: float,
-             max_px: float) -> list[FaceBox]:
-        h, w = grey.shape
-        small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        max_px = min(max_px, min(small.shape))
-        min_px = max(self.MIN_FACE_PX, min_px)
-        if max_px < min_px:
-            return []
-        dets = _cascade().detect_multi_scale(small, scale_factor=self.SCALE_FACTOR, step_ratio=1,
-                                             min_size=(int(min_px), int(min_px)),
-                                             max_size=(int(max_px), int(max_px)),
-                                             min_neighbor_number=self.min_neighbors)
-        out = []
-        for d in dets:
-            side = d["width"] / scale
-            out.append(FaceBox(origin[0] + (d["c"] + 0.5 * d["width"]) / scale - 0.5,
-                               origin[1] + (d["r"] + 0.5 * d["height"]) / scale - 0.5, side))
-        return out
-
-    def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
-        """Faces in ``frame_bgr``, largest first; with ``near``, only in a window of 3 face
-        sizes around it, nearest first (only that window is converted to grey)."""
-        h, w = frame_bgr.shape[:2]
-        if near is None:
-            grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-            scale = min(1.0, self.detect_width / w)
-            faces = self._run(grey, scale, (0.0, 0.0), self.MIN_FACE_PX, min(h, w) * scale)
-            return sorted(faces, key=lambda f: -f.side)
-        half = 1.5 * near.side
-        x0, y0 = max(0, int(near.cx - half)), max(0, int(near.cy - half))
-        x1, y1 = min(w, int(near.cx + half) + 1), min(h, int(near.cy + half) + 1)
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return []
-        scale = min(1.0, self.window_face_px / near.side)
-        grey = cv2.cvtColor(frame_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-        faces = self._run(grey, scale, (x0, y0), 0.6 * near.side * scale, 1.6 * near.side * scale)
-        return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
-
-
-# --------------------------------------------------------------------------------------
 # Tracker
 # --------------------------------------------------------------------------------------
 
+#: Below this |roll| (degrees) the window re-detection runs on the frame itself; above it on
+#: a window de-rotated by the followed roll.
+ROLL_VIEW_DEG = 5.0
+#: Frames a detection the network refused stays refused (a full-frame detection overlapping
+#: it is ignored meanwhile, so the search moves on to other candidates and views).
+REJECT_FRAMES = 60
+
+#: Why the tracker has no (drawable) face, for the HUD and the keypoint log.
+REASON_SEARCHING = "no face"
+REASON_CHECKING = "face found, waiting for the network to confirm it"
+REASON_REJECTED = "detection rejected: the network sees no face there"
+REASON_LEFT = "face left: the network no longer sees it"
+
+
+def _wrap_deg(a: float) -> float:
+    return (a + 180.0) % 360.0 - 180.0
+
+
+def _rot(deg: float) -> np.ndarray:
+    th = math.radians(deg)
+    c, s = math.cos(th), math.sin(th)
+    return np.array([[c, -s], [s, c]])
+
+
 class RoiTracker:
-    """Detect, follow and smooth the face; build the network crop each frame.
+    """Detect, follow and smooth the face; build the (roll-aware) network crop each frame.
 
     Args:
         cfg: the category's :class:`RoiConfig`.
         input_size: network input size.
-        detector: a :class:`FaceDetector` (or anything with its ``detect``); default one
-            built from ``cfg``.
+        detector: a :class:`~realtime.live.detectors.FaceDetector`; default: the registry's
+            default detector built from ``cfg``.
     """
 
     def __init__(self, cfg: RoiConfig, input_size: int, detector: FaceDetector | None = None) -> None:
         self.cfg, self.input_size = cfg, input_size
-        self.detector = detector or FaceDetector(cfg.detect_width, cfg.window_face_px, cfg.min_neighbors)
+        self.detector = detector or make_detector(None, cfg)
         self._centre = OneEuroFilter(cfg.min_cutoff, cfg.beta)
         self._log_side = OneEuroFilter(cfg.min_cutoff, cfg.beta)
         self.reset()
 
     def reset(self) -> None:
-        """Forget the person: the next :meth:`update` detects from scratch."""
+        """Forget the person (and the refused detections): the next :meth:`update` detects
+        from scratch."""
+        self._rejected: list[list] = []  # [FaceBox, frames left]
+        self._view = 0  # next of ACQUIRE_VIEWS
+        self._drop(REASON_SEARCHING)
+
+    def _drop(self, reason: str) -> None:
+        """Forget the followed face; ``reason`` says why (:attr:`reason`)."""
         self._face: np.ndarray | None = None  # raw (cx, cy, side): the last detection, moved by follows
-        self._anchor: tuple[np.ndarray, float] | None = None
+        self._roll = 0.0  # degrees, + = clockwise on screen: the crop turns with the face
+        self._anchor: tuple[np.ndarray, float] | None = None  # quad offset (face axes) / face, quad size / face
         self._since_detect = 0
         self._missed = 0
         self._followed = False
+        self._verified = False  # the network has confirmed this face at least once
+        self._unconfirmed = 0  # frames since the detection without a confident network output
+        self._absent = 0  # consecutive frames the network said "no face here"
         self._centre.reset()
         self._log_side.reset()
         self.last: Roi | None = None
         self.detections = 0
+        self.reason = reason
 
     def set_config(self, cfg: RoiConfig, input_size: int) -> None:
         """Switch category framing, keeping the face (the quad relation is re-learned)."""
@@ -164,27 +139,58 @@ class RoiTracker:
         """No face is being tracked."""
         return self._face is None
 
+    @property
+    def verified(self) -> bool:
+        """The network has confirmed the followed face (drawing is allowed)."""
+        return self._verified
+
+    @property
+    def roll_deg(self) -> float:
+        """The followed face's roll (degrees, + = clockwise on screen) the crop turns by."""
+        return self._roll
+
     def _plausible(self, face: FaceBox) -> bool:
-        """A full-frame detection while tracking must be about the tracked face's size."""
+        """A full-frame detection while tracking must be about the tracked face's size, and
+        none may repeat a detection the network refused."""
+        if any(math.hypot(face.cx - r.cx, face.cy - r.cy) < 0.5 * r.side and 0.5 <= face.side / r.side <= 2.0
+               for r, _ in self._rejected):
+            return False
         return self._face is None or 0.5 <= face.side / self._face[2] <= 2.0
 
-    def _detect(self, frame_bgr: np.ndarray) -> None:
-        near = None
+    def _search(self, frame_bgr: np.ndarray) -> tuple[list[FaceBox], bool]:
+        """One detection attempt: (faces, whether it was a window search)."""
+        det = self.detector
         if self._face is not None and self._missed == 0:
             near = FaceBox(*self._face)
-        faces = [f for f in self.detector.detect(frame_bgr, near=near) if self._plausible(f)]
+            if abs(self._roll) > ROLL_VIEW_DEG:
+                return detect_rolled_near(det, frame_bgr, near, self._roll), True
+            return det.detect(frame_bgr, near=near), True
+        if self._face is not None:  # tracking after a miss: whole frame, de-rotated by the followed roll
+            if abs(self._roll) > ROLL_VIEW_DEG:
+                return detect_acquire_view(det, frame_bgr, self._roll, 0.0), False
+            return det.detect(frame_bgr), False
+        faces = [f for f in det.detect(frame_bgr) if self._plausible(f)]
+        if not faces and self.cfg.acquire_views:  # nobody found upright: one extra view, in turn
+            roll, pad = ACQUIRE_VIEWS[self._view % len(ACQUIRE_VIEWS)]
+            self._view += 1
+            faces = detect_acquire_view(det, frame_bgr, roll, pad)
+        return faces, False
+
+    def _detect(self, frame_bgr: np.ndarray) -> None:
+        faces, windowed = self._search(frame_bgr)
+        faces = [f for f in faces if self._plausible(f)]
         self._since_detect = 0
         self.detections += 1
         if not faces:
             self._missed += 1
-            if self._face is not None and (self._missed >= self.cfg.max_missed_following or
-                                           (self._missed >= self.cfg.max_missed and not self._followed)):
-                log.info("face lost")
-                self.reset()
+            limit = self.cfg.max_missed_following if self._followed else self.cfg.max_missed
+            if self._face is not None and limit and self._missed >= limit:
+                log.info("face lost (%d detections missed)", self._missed)
+                self._drop(REASON_SEARCHING)
             self._followed = False
             return
         best = faces[0]
-        if self._face is not None and near is None:  # full-frame search: prefer the one we had
+        if self._face is not None and not windowed:  # full-frame search: prefer the one we had
             best = min(faces, key=lambda f: math.hypot(f.cx - self._face[0], f.cy - self._face[1]))
         new = best.as_array()
         if self._confirms(new):
@@ -194,7 +200,11 @@ class RoiTracker:
             self._centre.reset()  # a new person or a big jump: do not glide there
             self._log_side.reset()
             if self._face is None:
-                log.info("face found at (%.0f, %.0f), size %.0f px", new[0], new[1], new[2])
+                log.info("face found at (%.0f, %.0f), size %.0f px, roll %.0f deg", new[0], new[1], new[2],
+                         best.roll_deg)
+                self._roll = best.roll_deg
+                self._verified, self._unconfirmed, self._absent = False, 0, 0
+                self.reason = REASON_CHECKING
         self._face, self._anchor, self._missed, self._followed = new, None, 0, False
 
     def _confirms(self, new: np.ndarray) -> bool:
@@ -207,6 +217,9 @@ class RoiTracker:
     def update(self, frame_bgr: np.ndarray, t: float) -> Roi | None:
         """Run detection when due and return this frame's crop (None: nobody found)."""
         self._since_detect += 1
+        for r in self._rejected:
+            r[1] -= 1
+        self._rejected = [r for r in self._rejected if r[1] > 0]
         every = self.cfg.lost_detect_every if self._face is None or self._missed else self.cfg.detect_every
         if self._face is None or self._since_detect >= every:
             self._detect(frame_bgr)
@@ -216,38 +229,76 @@ class RoiTracker:
         log_side = float(self._log_side(math.log(self._face[2]), t))
         side = math.exp(log_side)
         cx, cy = self._centre(self._face[:2], t, scale=side)
-        self.last = roi_from_face(FaceBox(float(cx), float(cy), side), self.cfg, self.input_size)
+        self.last = roi_from_face(FaceBox(float(cx), float(cy), side), self.cfg, self.input_size, self._roll)
         return self.last
 
-    def observe(self, pts_xy: np.ndarray | None, confident: bool) -> None:
+    def observe(self, pts_xy: np.ndarray | None, confident: bool, roll_deg: float | None = None,
+                absent: bool | None = None, confidence: float | None = None) -> bool:
         """Feed back the keypoints (frame pixels) predicted on the crop :meth:`update` returned.
+
+        Presence check: a new detection counts as a face only once the network is confident
+        on it (:attr:`verified`; with ``confidence`` given, at ``verify_confidence`` or more);
+        ``verify_frames`` frames in a row without that reject it
+        (remembered for :data:`REJECT_FRAMES` frames). A verified face is dropped after
+        ``absent_frames`` frames in a row that the network calls ``absent`` (default: not
+        confident): the person left.
+
+        Roll: a confident frame's ``roll_deg`` (the *smoothed* quad's roll relative to the
+        accessory's upright quad) turns the next crops, so the face stays upright in them.
 
         The quad's offset and size relative to the face are learned on the first confident
         quad after a detection, but only once the smoothed crop has settled on that
         detection: a network that is partly anchored to its crop (untrained, or unsure)
         would otherwise feed the smoothing lag back into the face position and make the
-        crop drift.
+        crop drift. The offset is kept in the face's own (rolled) axes.
+
+        Returns:
+            False when this observation dropped the face (rejected or left), else True.
         """
         roi = self.last
-        if pts_xy is None or not confident or self._face is None or roi is None:
-            return
+        if self._face is None or roi is None:
+            return True
+        absent = (not confident) if absent is None else absent
+        verifies = confident and (confidence is None or confidence >= self.cfg.verify_confidence)
+        if confident and (self._verified or verifies):
+            self._verified, self._unconfirmed, self._absent = True, 0, 0
+            self.reason = ""
+        else:
+            self._unconfirmed += 1
+            self._absent = self._absent + 1 if absent else 0
+            if not self._verified and self._unconfirmed >= self.cfg.verify_frames:
+                log.info("detection at (%.0f, %.0f) rejected: the network is not confident there",
+                         self._face[0], self._face[1])
+                self._rejected.append([FaceBox(*self._face), REJECT_FRAMES])
+                self._drop(REASON_REJECTED)
+                return False
+            if self._verified and self._absent >= self.cfg.absent_frames:
+                log.info("face left: the network no longer sees it")
+                self._drop(REASON_LEFT)
+                return False
+        if pts_xy is None or not confident:
+            return True
         pts = np.asarray(pts_xy, dtype=np.float64)
         if not np.all(np.isfinite(pts)):
-            return
+            return True
+        if roll_deg is not None and np.isfinite(roll_deg) and self.cfg.roll_aware:
+            self._roll = _wrap_deg(float(roll_deg))
         qc, qs = pts.mean(axis=0), quad_size(pts)
         if qs < 1.0:
-            return
+            return True
         face = self._face
+        rot = _rot(roi.roll_deg)
         if self._anchor is None:
             settled = math.hypot(roi.face.cx - face[0], roi.face.cy - face[1]) <= self.cfg.settle_tol * face[2] \
                 and abs(math.log(roi.face.side / face[2])) <= self.cfg.settle_tol
             if settled:
-                self._anchor = ((qc - face[:2]) / face[2], qs / face[2])
-            return
+                self._anchor = (rot.T @ (qc - face[:2]) / face[2], qs / face[2])
+            return True
         offset, ratio = self._anchor
         side = qs / ratio
-        centre = qc - offset * side
+        centre = qc - rot @ offset * side
         if math.hypot(*(centre - face[:2])) <= self.cfg.max_follow_step * face[2] \
                 and abs(math.log(side / face[2])) <= math.log(self.cfg.max_follow_scale):
             self._face = np.array([centre[0], centre[1], side])
             self._followed = True
+        return True

@@ -140,12 +140,17 @@ def _recording(raw: np.ndarray, traj: st.Trajectory, mats: np.ndarray) -> st.Rec
                         ["ok"] * n, mats, traj)
 
 
-def test_score_of_perfect_and_of_delayed_predictions():
-    traj = st.Trajectory(SHORT_SCRIPT, (320, 240))
+def _exact_recording(traj: st.Trajectory) -> st.Recording:
+    """A recording whose raw keypoints are a photo quad carried exactly through the motion."""
     mats = np.stack([traj.frame_from_image(i, (512, 512)) for i in range(len(traj))])
     photo_quad = np.array([[180.0, 100.0], [260.0, 100.0], [260.0, 130.0], [180.0, 130.0]])
-    exact = np.stack([warp_points(m, photo_quad) for m in mats])
-    rec = _recording(exact, traj, mats)
+    return _recording(np.stack([warp_points(m, photo_quad) for m in mats]), traj, mats)
+
+
+def test_score_of_perfect_and_of_delayed_predictions():
+    traj = st.Trajectory(SHORT_SCRIPT, (320, 240))
+    rec = _exact_recording(traj)
+    exact = rec.raw
     perfect = st.score(rec)
     assert perfect["jitter_pct"] == pytest.approx(0.0, abs=1e-9)
     assert perfect["motion_error_pct"] == pytest.approx(0.0, abs=1e-9)
@@ -282,3 +287,70 @@ def test_bench_stability_cli_reports_a_missing_photo_folder(tmp_path):
                   str(tmp_path / "missing")])
     finally:
         torch.set_num_threads(threads)  # the resolver sets the process-wide count
+
+
+# --------------------------------------------------------------------------------------
+# Roll, absence, re-entry (issue 13)
+# --------------------------------------------------------------------------------------
+
+AWAY_SCRIPT = (st.Segment("static hold", "hold", 1.0), st.Segment("roll to 40", "roll", 1.0, droll_deg=40.0),
+               st.Segment("hold 40", "hold", 0.5), st.Segment("face away", "away", 1.0),
+               st.Segment("cut to 30 deg tilt", "cut", 1.0, droll_deg=-10.0))
+
+
+def test_away_frames_show_the_non_face_picture_and_the_cut_is_a_step():
+    from skimage.data import astronaut
+
+    traj = st.Trajectory(AWAY_SCRIPT, (320, 240))
+    away, cut = traj.span("face away"), traj.span("cut to 30 deg tilt")
+    assert not traj.present[away.start:away.stop].any() and traj.present[cut.start:].all()
+    assert math.degrees(traj.poses[cut.start, 3]) == pytest.approx(30.0)  # the whole change at the first frame
+    src = st.TrajectorySource(astronaut(), traj, noise_sigma=0.0)
+    face, gone = src._render(away.start - 1), src._render(away.start)
+    assert np.abs(face.astype(int) - gone.astype(int)).mean() > 10, "another picture stands where the face was"
+
+
+def test_segment_metrics_with_known_answers():
+    traj = st.Trajectory(AWAY_SCRIPT, (320, 240))
+    rec = _exact_recording(traj)
+    exact = rec.raw
+    away, cut = traj.span("face away"), traj.span("cut to 30 deg tilt")
+    vis = np.ones(len(traj), bool)
+    vis[away.start:away.start + 3] = True  # 3 frames of accessory after the face left
+    vis[away.start + 3:cut.start + 7] = False  # re-acquired 7 frames into the cut
+    pts = exact.copy()
+    roll = traj.span("hold 40")
+    centre = exact[roll.start:roll.stop].mean(axis=1, keepdims=True)
+    th = math.radians(4.0)  # 4 degrees too little roll on the hold
+    rot = np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+    pts[roll.start:roll.stop] = (exact[roll.start:roll.stop] - centre) @ rot + centre
+    sc = st.score(rec, pts, vis)
+    rows = {r["name"]: r for r in sc["segments"]}
+    assert rows["static hold"]["placement_error_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["static hold"]["roll_error_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["hold 40"]["roll_error_deg"] == pytest.approx(4.0, abs=1e-6)
+    assert rows["hold 40"]["placement_error_pct"] > 0.5
+    assert rows["face away"]["false_accessory_frac"] == pytest.approx(3 / away_len(away))
+    assert rows["cut to 30 deg tilt"]["reacquire_frames"] == 7
+    assert rows["cut to 30 deg tilt"]["visible_frac"] == pytest.approx(1 - 7 / (cut.stop - cut.start))
+    assert sc["false_accessory_frac"] == pytest.approx(3 / away_len(away))
+    mean = st.mean_scores([sc, sc])
+    assert mean["segments"][4]["reacquire_frames"] == 7
+    lines = st.segment_table(mean)
+    assert any(line.startswith("| cut to 30 deg tilt |") and line.rstrip().endswith("| 7 |") for line in lines)
+
+
+def away_len(span: st.SegmentSpan) -> int:
+    return span.stop - span.start
+
+
+def test_replay_mirrors_the_presence_check_drops():
+    from realtime.live.tracking import REASON_LEFT
+
+    traj = st.Trajectory(SHORT_SCRIPT, (320, 240))
+    mats = np.stack([traj.frame_from_image(i, (512, 512)) for i in range(len(traj))])
+    exact = np.stack([warp_points(m, QUAD) for m in mats])
+    rec = _recording(exact, traj, mats)
+    rec.status[40] = REASON_LEFT  # the pipeline dropped the face there: nothing drawn, filter restarted
+    _, visible = st.replay_smoothing(rec, SmoothingConfig())
+    assert visible[39] and not visible[40] and not visible[41] and visible[42]
