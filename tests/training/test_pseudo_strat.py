@@ -263,3 +263,17 @@ def test_torso_fill_share_is_checked(photo_setup: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="torso_fill"):
         ps.build_pseudo_strat([photo_setup["photos"]], None, "tie", photo_setup["root"] / "x",
                               cache_dir=photo_setup["cache"], split_file=None, torso_fill=1.5, progress=False)
+
+
+def test_make_dataset_cli_torso_fill_reaches_the_build(photo_setup: dict[str, Any]) -> None:
+    for share, painted in (("0", False), ("1", True)):
+        out = photo_setup["root"] / f"cli_tie_{share}"
+        assert make_dataset_main(["pseudo-strat", "--photos", str(photo_setup["photos"]), "--accessories",
+                                  str(photo_setup["accessories"]), "--category", "tie", "--out", str(out),
+                                  "--teacher-cache", str(photo_setup["cache"]), "--limit", "1", "--no-split-file",
+                                  "--test-fraction", "0", "--size", "96", "--no-progress",
+                                  "--torso-fill", share]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["generator"]["torso_fill"]["share"] == float(share)
+        samples = json.loads((out / "samples.json").read_text())
+        assert samples and all(v["torso_fill"] is painted for v in samples.values())
