@@ -26,7 +26,11 @@ counted (``non_finite``), reported, and never scored; when every output is non-f
 
 ``--json`` prints one JSON object on stdout: ``lssim``, ``iou``, ``disp``, ``n``,
 ``category``, ``backend`` (plus ``precision``, ``degenerate``, ``non_finite``, ``artifact``,
-``data``, ``baselines`` {name: {lssim, iou, disp, n, note}}, ``paper`` and ``notes``).
+``data``, ``baselines`` {name: {lssim, iou, disp, n, note}}, ``paper``, ``notes`` and ``by_kind``).
+
+``by_kind``: when the dataset root has the pseudo-STRAT builder's ``samples.json``, the metrics
+per accessory kind (necktie vs bow tie, hat types) beside the mean quad's on the same samples,
+with the median predicted / label length (``length_ratio_median``; knot to tip for a necktie).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from realtime.backends.base import Backend, OpenOptions
 from realtime.backends.opener import open_artifact
 from realtime.codec import HeatmapCodec
 from realtime.config import load_config
+from realtime.geometry import resize_matrix, warp_points
 from realtime.preprocess import background_input, foreground_input
 from training.metrics import MetricConfig, MetricSummary, SampleMetrics, sample_metrics, summarize
 from training.strat import StratDataset, StratFormatError, resolve_split_dir
@@ -74,11 +79,15 @@ class BackendEval:
         metrics: the model's test-set metrics.
         mean_quad: the mean-quad baseline's metrics on the same samples (or None).
         figures: paths of the figures written.
+        by_kind: per accessory kind (``necktie``, ``bow_tie``, ``hat:fedora``, ... from the
+            builder's ``samples.json``): the model's and the mean quad's metrics and the median
+            predicted / label length (:func:`length_ratio`); empty without kinds.
     """
 
     metrics: MetricSummary
     mean_quad: MetricSummary | None = None
     figures: list[Path] = field(default_factory=list)
+    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +103,7 @@ class EvalReport:
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object (documented keys first)."""
@@ -104,7 +114,7 @@ class EvalReport:
                    baselines=self.baselines,
                    paper={name: dict(zip(("lssim", "iou", "disp"), v))
                           for name, v in PAPER_TABLE1[self.category].items()},
-                   notes=self.notes, figures=self.figures)
+                   notes=self.notes, figures=self.figures, by_kind=self.by_kind)
         return out
 
     def to_markdown(self) -> str:
@@ -127,17 +137,68 @@ class EvalReport:
         if m.degenerate:
             notes.append(f"{m.degenerate} of {m.n} predicted quads were degenerate (IoU 0, no accessory drawn).")
         notes.append("Paper numbers are on STRAT; rows on other data are not comparable with them.")
+        if self.by_kind:
+            lines += ["", "| kind | n | LSSIM ↑ | IoU ↑ | Disp ↓ | mean quad LSSIM / IoU / Disp | length pred / label "
+                      "(median) |", "|---|---:|---:|---:|---:|---:|---:|"]
+            for kind, row in self.by_kind.items():
+                mq = row.get("mean_quad")
+                mq_text = f"{mq['lssim']:.4f} / {mq['iou']:.4f} / {mq['disp']:.4f}" if mq else "–"
+                lines.append(f"| {kind} | {row['n']} | {row['lssim']:.4f} | {row['iou']:.4f} | {row['disp']:.4f} | "
+                             f"{mq_text} | {row['length_ratio_median']:.3f} |")
         return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
 def predict_vertices(backend: Backend, codec: HeatmapCodec, sample: dict[str, Any]
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Run one sample through a backend: returns (final_vertex (4, 2), heatmaps (4, S, S))."""
+    """Run one sample through a backend: returns (final_vertex (4, 2), heatmaps (4, S, S)).
+
+    Weak corners are completed from the accessory's shape in its OWN pixels
+    (:func:`accessory_shape_quad`), as the live pipeline does with ``Accessory.init_vertex_xy``:
+    the network-size ``init_vertex`` of a foreground stretched to the square has lost the
+    aspect (a tall necktie's box becomes a square, so completing its lower corners from it
+    gives a stub as long as the tie is wide).
+    """
     size = backend.info.input_size
     fg_in, _ = foreground_input(sample["foreground"], size)
     backend.set_foreground(fg_in)
     heatmaps = backend.infer(background_input(sample["background"]))  # (1, 4, S, S)
-    return codec.decode_quad(heatmaps[0], sample["init_vertex"]).pts_xy, heatmaps[0]
+    return codec.decode_quad(heatmaps[0], accessory_shape_quad(sample)).pts_xy, heatmaps[0]
+
+
+def accessory_shape_quad(sample: dict[str, Any]) -> np.ndarray:
+    """A sample's ``init_vertex`` mapped back to its original foreground pixels (``fg_size_wh``):
+    the accessory's true shape, which the network-size foreground (stretched to S x S) lacks."""
+    init = np.asarray(sample["init_vertex"], np.float64)
+    fg_wh = sample.get("fg_size_wh")
+    if fg_wh is None:
+        return init
+    size = int(sample["foreground"].shape[1]), int(sample["foreground"].shape[0])
+    return warp_points(resize_matrix(size, tuple(int(v) for v in fg_wh)), init)
+
+
+def length_ratio(pred_xy: np.ndarray, gt_xy: np.ndarray) -> float:
+    """Predicted / label length of a quad (TL TR BR BL): the distance from the top edge's
+    midpoint to the bottom edge's (a necktie's knot-to-tip length)."""
+    def length(q: np.ndarray) -> float:
+        q = np.asarray(q, np.float64)
+        return float(np.linalg.norm(0.5 * (q[2] + q[3]) - 0.5 * (q[0] + q[1])))
+
+    return length(pred_xy) / max(length(gt_xy), 1e-9)
+
+
+def sample_kinds(split_dir: str | Path) -> dict[str, str]:
+    """Accessory kind of each sample (``necktie``, ``bow_tie``, ``glasses``, ``hat:<type>``) from the
+    pseudo-STRAT builder's ``samples.json`` beside the split (``{}`` when there is none)."""
+    path = Path(split_dir).parent / "samples.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StratFormatError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise StratFormatError(f"{path}: top level must be an object of sample id -> info")
+    return {sid: str(v["kind"]) for sid, v in meta.items() if isinstance(v, dict) and "kind" in v}
 
 
 def mean_quad_norm(dataset: StratDataset) -> np.ndarray:
@@ -165,7 +226,8 @@ def mean_quad_pixels(mean_quad_norm: np.ndarray, size: int) -> np.ndarray:
 
 def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, metric_cfg: MetricConfig | None = None,
                      mean_quad_norm: np.ndarray | None = None, figures_dir: str | Path | None = None,
-                     num_figures: int = 8, progress: bool = True) -> BackendEval:
+                     num_figures: int = 8, progress: bool = True, kinds: dict[str, str] | None = None
+                     ) -> BackendEval:
     """Score a backend on a STRAT split.
 
     Args:
@@ -177,6 +239,7 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         figures_dir: write the Fig. 3 / Fig. 4 style figures here (None = none).
         num_figures: samples shown in the figures.
         progress: show a tqdm bar.
+        kinds: sample id -> accessory kind (:func:`sample_kinds`) for the per-kind breakdown.
 
     Returns:
         The model's metrics over the samples with finite outputs (``non_finite`` counts the
@@ -197,6 +260,7 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
     base: list[SampleMetrics] = []
     non_finite: list[str] = []
     shown: list[dict[str, Any]] = []
+    per_kind: dict[str, dict[str, list]] = {}
     indices = range(n)
     if progress:
         from tqdm import tqdm
@@ -207,12 +271,19 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         pred, heatmaps = predict_vertices(backend, codec, sample)
         args = (sample["background"], sample["foreground"], sample["init_vertex"], sample["final_vertex"])
         finite = bool(np.all(np.isfinite(heatmaps)) and np.all(np.isfinite(pred)))
+        kind = (kinds or {}).get(str(sample["id"]))
+        group = per_kind.setdefault(kind, {"ours": [], "base": [], "ratio": []}) if kind is not None else None
         if finite:
             ours.append(sample_metrics(*args, pred, metric_cfg))
+            if group is not None:
+                group["ours"].append(ours[-1])
+                group["ratio"].append(length_ratio(pred, sample["final_vertex"]))
         else:
             non_finite.append(str(sample["id"]))
         if base_quad is not None:
             base.append(sample_metrics(*args, base_quad, metric_cfg))
+            if group is not None:
+                group["base"].append(base[-1])
         if figures_dir is not None and finite and len(shown) < num_figures:
             shown.append({**sample, "pred_vertex": pred, "pred_heatmaps": heatmaps,
                           "gt_heatmaps": codec.encode(sample["final_vertex"], (size, size))})
@@ -231,7 +302,18 @@ def evaluate_backend(backend: Backend, dataset: StratDataset, limit: int = 0, me
         metrics = dataclasses.replace(summarize(ours), non_finite=len(non_finite))
     else:
         metrics = MetricSummary(lssim=math.nan, iou=math.nan, disp=math.nan, n=0, non_finite=len(non_finite))
-    return BackendEval(metrics=metrics, mean_quad=summarize(base) if base else None, figures=figures)
+    by_kind = {}
+    for kind in sorted(per_kind):
+        g = per_kind[kind]
+        if not g["ours"]:
+            continue
+        m = summarize(g["ours"])
+        b = summarize(g["base"]) if g["base"] else None
+        by_kind[kind] = {"lssim": m.lssim, "iou": m.iou, "disp": m.disp, "n": m.n,
+                         "length_ratio_median": float(np.median(g["ratio"])),
+                         "mean_quad": None if b is None else {k: getattr(b, k) for k in ("lssim", "iou", "disp", "n")}}
+    return BackendEval(metrics=metrics, mean_quad=summarize(base) if base else None, figures=figures,
+                       by_kind=by_kind)
 
 
 # --------------------------------------------------------------------------------------
@@ -306,7 +388,8 @@ def evaluate(artifact: str | Path, data: str | Path, backend: str | None = None,
         info = be.info
         dataset = StratDataset(data, info.category, info.input_size, split=split)
         mean_norm, mean_note = _mean_quad_source(data, dataset, info.meta)
-        result = evaluate_backend(be, dataset, limit, metric_cfg, mean_norm, figures_dir, progress=progress)
+        result = evaluate_backend(be, dataset, limit, metric_cfg, mean_norm, figures_dir, progress=progress,
+                                  kinds=sample_kinds(dataset.split_dir))
     finally:
         be.close()
     if result.metrics.n == 0:
@@ -324,7 +407,8 @@ def evaluate(artifact: str | Path, data: str | Path, backend: str | None = None,
         notes.extend(teacher_notes)
     return EvalReport(metrics=result.metrics, category=info.category, backend=info.backend,
                       precision=info.precision, artifact=str(artifact), data=str(dataset.split_dir),
-                      baselines=baselines, notes=notes, figures=[str(p) for p in result.figures])
+                      baselines=baselines, notes=notes, figures=[str(p) for p in result.figures],
+                      by_kind=result.by_kind)
 
 
 def _mean_quad_source(data: str | Path, test_set: StratDataset, meta: dict[str, Any]

@@ -104,6 +104,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--size", type=int, default=None,
                     help="stored background side (default 256 glasses/hat, 512 tie; the loader resizes)")
     ps.add_argument("--no-procedural", action="store_true", help="only the accessories in --accessories")
+    ps.add_argument("--torso-fill", type=float, default=None, metavar="SHARE",
+                    help="ties: share of samples whose padding is painted with a synthetic torso "
+                         "(default: training.pseudo_strat.TORSO_FILL_SHARE; 0 = black padding)")
     ps.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -84,6 +84,18 @@ CROP_SCALE_RANGE = (0.85, 1.2)
 CROP_SHIFT = 0.06
 #: Padding colour (RGB) where the crop leaves the photo; black as realtime.framing's live crops.
 PAD_VALUE = (0, 0, 0)
+#: Share of tie samples whose padding is painted with a synthetic torso (:func:`fill_torso`)
+#: instead of black. The photos here are head-and-shoulders crops: without it 83 % of a tie
+#: crop below the knot is black (rules v1 test split), so the network never sees the shirt a
+#: webcam frame shows there and cannot place the blade's lower corners (peaks ~0.19). The rest
+#: stay black: live crops are padded too where the person is near the frame's edge.
+TORSO_FILL_SHARE = 0.75
+#: Largest padding share of a tie crop whose padding is painted (a tight face photo on a
+#: painted torso is still a person; unpainted crops keep ``placement.MAX_PAD_FRACTION``).
+TIE_MAX_PAD_FRACTION_FILLED = 0.9
+#: Clothing colours (RGB) of painted torsos when the photo shows too little clothing to copy.
+TORSO_COLOURS = ((40, 45, 60), (70, 90, 130), (30, 30, 30), (120, 120, 125), (200, 200, 205), (90, 60, 45),
+                 (150, 30, 40), (40, 80, 50), (220, 215, 200), (60, 60, 90))
 #: Contact sheet: composites shown and their cell size.
 CONTACT_SHEET_COUNT = 24
 CONTACT_SHEET_CELL = 224
@@ -225,7 +237,8 @@ def crop_padded(image_rgb: np.ndarray, crop_from_photo: np.ndarray, size: int,
 
 
 def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size: int,
-                rng: np.random.Generator | None = None, jitter: bool = True) -> PseudoSample:
+                rng: np.random.Generator | None = None, jitter: bool = True,
+                torso_fill: float = TORSO_FILL_SHARE) -> PseudoSample:
     """Build one tuple from a teacher record, its photo and an accessory.
 
     Args:
@@ -235,6 +248,9 @@ def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size:
         size: Background side in pixels.
         rng: Random stream of the framing jitter (None or ``jitter=False``: no jitter).
         jitter: Apply the framing jitter.
+        torso_fill: Chance (ties only, needs ``rng``) that the padding is painted with a
+            synthetic torso (:func:`fill_torso`); such crops may hold up to
+            :data:`TIE_MAX_PAD_FRACTION_FILLED` padding.
 
     Raises:
         training.placement.PlacementRejected: The photo cannot be labelled for this accessory.
@@ -248,9 +264,11 @@ def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size:
     if jitter and rng is not None:
         scale = float(np.exp(rng.uniform(*np.log(CROP_SCALE_RANGE))))
         shift = tuple(float(v) for v in rng.uniform(-CROP_SHIFT, CROP_SHIFT, 2))
+    fill = (place.category == "tie" and torso_fill > 0 and rng is not None and rec.pose_landmarks is not None
+            and float(rng.random()) < torso_fill)
     centre, side = pl.background_box(place, face, scale, shift)
     pad = pl.pad_fraction(centre, side, rec.size_wh)
-    if pad > pl.MAX_PAD_FRACTION:
+    if pad > (TIE_MAX_PAD_FRACTION_FILLED if fill else pl.MAX_PAD_FRACTION):
         raise pl.PlacementRejected("extreme_padding", f"{pad:.0%} of the crop outside the photo")
     # The live tracker's crop transform (roll 0: the teacher's photos keep their head roll,
     # which the network learns to follow; live crops are de-rotated by the followed roll).
@@ -263,6 +281,8 @@ def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size:
     if rec.pose_landmarks is not None:
         pose = np.column_stack([warp_points(crop_from_photo, rec.pose_landmarks[:, :2]), rec.pose_landmarks[:, 3]])
     parsing = parsing_map(place.category, (size, size), face_xy, pose, seg, valid)
+    if fill and not valid.all():
+        background = fill_torso(background, valid, seg, face_xy, pose[:, :2], rng)
     final = warp_points(crop_from_photo, place.final_vertex)
     fg = np.ascontiguousarray(acc.rgba)
     try:
@@ -271,8 +291,85 @@ def make_sample(rec: TeacherRecord, photo_rgb: np.ndarray, acc: Accessory, size:
         raise pl.PlacementRejected("degenerate_quad", str(exc)) from exc
     info = {"accessory": acc.name, "accessory_source": acc.source, "kind": place.kind,
             "crop_center_xy": [round(float(v), 2) for v in centre], "crop_side": round(side, 2),
-            "pad_fraction": round(pad, 4), **{k: v for k, v in place.info.items() if k != "lens_centres_fg"}}
+            "pad_fraction": round(pad, 4), "torso_fill": bool(fill and pad > 0), **{k: v for k, v in place.info.items() if k != "lens_centres_fg"}}
     return PseudoSample(background, fg, place.init_vertex, final, parsing, composite, valid, info)
+
+
+def _median_colour(image: np.ndarray, mask: np.ndarray, min_pixels: int = 50) -> np.ndarray | None:
+    """Median RGB of ``image`` under ``mask`` (None with fewer than ``min_pixels``)."""
+    if int(mask.sum()) < min_pixels:
+        return None
+    return np.median(image[mask].reshape(-1, 3), axis=0)
+
+
+def fill_torso(background: np.ndarray, valid: np.ndarray, seg: np.ndarray, face_xy: np.ndarray,
+               pose_xy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paint the padding of a tie crop (``~valid``) with a synthetic upper body.
+
+    The body continues the photo's person below its shoulders (pose 11 / 12): a torso a
+    little wider than the shoulders, in the clothing colour the photo shows under them (a
+    random one when it shows too little), often with a light shirt front in a jacket's V,
+    and a neck in the skin colour between the chin and the shoulder line; the rest is the
+    photo's background colour. Both get shading and noise, and the seam with the photo is
+    blended over a few pixels. The labels do not change: the tie rule already hangs the tie
+    from these shoulders.
+
+    Args:
+        background: (S, S, 3) uint8 crop (padding black).
+        valid: (S, S) bool, True inside the photo.
+        seg: (S, S) float selfie segmentation in the crop (person ~1).
+        face_xy: (478, 2) face mesh in crop pixels.
+        pose_xy: (33, 2) pose landmarks in crop pixels.
+        rng: random stream (colours, shirt front, noise).
+
+    Returns:
+        The filled (S, S, 3) uint8 crop (a new array).
+    """
+    s = background.shape[0]
+    sl, sr = np.asarray(pose_xy[pl.POSE_SHOULDER_L], np.float64), np.asarray(pose_xy[pl.POSE_SHOULDER_R], np.float64)
+    width = float(np.linalg.norm(sl - sr))
+    x = (sl - sr) / max(width, 1e-6)
+    down = np.array([-x[1], x[0]])
+    if down[1] < 0:
+        down = -down
+    chin = np.asarray(face_xy[pl.FACE_CHIN], np.float64)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
+    mid = 0.5 * (sl + sr)
+    body_x = (xx - mid[0]) * x[0] + (yy - mid[1]) * x[1]
+    body_y = (xx - mid[0]) * down[0] + (yy - mid[1]) * down[1]
+    person = valid & (seg >= 0.6)
+    clothing = _median_colour(background, person & (body_y > 0.1 * width) & (np.abs(body_x) < 0.45 * width))
+    if clothing is None or float(rng.random()) < 0.3:
+        clothing = np.asarray(TORSO_COLOURS[int(rng.integers(len(TORSO_COLOURS)))], np.float64)
+    back = _median_colour(background, valid & (seg <= 0.3))
+    if back is None:
+        back = rng.uniform(40, 220, 3)
+    skin = _median_colour(background, valid & (np.hypot(xx - chin[0], yy - chin[1]) < 0.08 * width)
+                          & (yy < chin[1]), 10)
+    if skin is None:
+        skin = np.array([200.0, 160.0, 135.0])
+    out = np.empty((s, s, 3), np.float64)
+    out[:] = back
+    # Torso: shoulders rounded 0.08 widths above the joints, sides widening toward the arms.
+    half = 0.5 * width * (1.12 + 0.25 * np.clip(body_y / max(width, 1e-6), 0.0, 2.0))
+    torso = (body_y > width * (0.3 * (np.abs(body_x) / (0.56 * width)) ** 4 - 0.08)) & (np.abs(body_x) < half)
+    neck_half = 0.22 * width
+    chin_y = float((chin - mid) @ down)
+    neck = (np.abs(body_x - float((chin - mid) @ x)) < neck_half) & (body_y > chin_y) & (body_y <= 0.05 * width)
+    out[neck] = skin
+    shade = 1.0 - 0.25 * np.clip(np.abs(body_x) / (0.6 * width), 0.0, 1.0) ** 2
+    out[torso] = clothing * shade[torso, None]
+    if float(rng.random()) < 0.6:  # a shirt front in the jacket's V (where a tie sits)
+        depth = float(rng.uniform(0.5, 1.1)) * width
+        v = torso & (np.abs(body_x) < 0.18 * width * (1.0 - np.clip(body_y / depth, 0.0, 1.0)) + 0.02 * width) \
+            & (body_y < depth)
+        out[v] = rng.uniform(200, 250) * np.array([1.0, 1.0, float(rng.uniform(0.95, 1.05))])
+    out += rng.normal(0.0, float(rng.uniform(2.0, 7.0)), out.shape)
+    out = np.clip(out, 0, 255)
+    keep = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), 1.5)[..., None]
+    keep = np.where(valid[..., None], np.maximum(keep, 0.5), keep)
+    blended = keep * background.astype(np.float64) + (1.0 - keep) * out
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -326,7 +423,8 @@ def build_pseudo_strat(photos_dirs: Sequence[str | Path], accessories_dir: str |
                        out_dir: str | Path, cache_dir: str | Path | None = None, per_photo: int = 2, seed: int = 0,
                        split_file: str | Path | None = DEFAULT_SPLIT_FILE, test_fraction: float = 0.15,
                        limit: int | None = None, size: int | None = None, procedural: bool = True,
-                       progress: bool = True, contact_sheet: bool = True) -> dict[str, Any]:
+                       progress: bool = True, contact_sheet: bool = True,
+                       torso_fill: float = TORSO_FILL_SHARE) -> dict[str, Any]:
     """Write ``out_dir/train`` and ``out_dir/test`` (see the module docstring).
 
     Args:
@@ -344,6 +442,8 @@ def build_pseudo_strat(photos_dirs: Sequence[str | Path], accessories_dir: str |
         procedural: Add procedural accessories to the real ones.
         progress: Show a tqdm bar.
         contact_sheet: Write ``out_dir/contact_sheet.png`` (and ``contact_sheet_parsing.png``).
+        torso_fill: Share of tie samples whose padding is painted with a synthetic torso
+            (:func:`make_sample`; 0 = black padding as rules v1's reference build).
 
     Returns:
         The report (also written to ``out_dir/report.json``).
@@ -359,6 +459,8 @@ def build_pseudo_strat(photos_dirs: Sequence[str | Path], accessories_dir: str |
     size = int(size or DEFAULT_SIZES[category])
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
+    if not 0.0 <= torso_fill <= 1.0:
+        raise ValueError(f"torso_fill must be in [0, 1], got {torso_fill}")
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_TEACHER_CACHE
     for d in photos_dirs:
         if not (cache_dir / Path(d).name).is_dir():
@@ -388,6 +490,8 @@ def build_pseudo_strat(photos_dirs: Sequence[str | Path], accessories_dir: str |
                                                   "version": split.meta.get("version"),
                                                   "sha256": _file_sha256(Path(split_file))},
         "jitter": {"crop_scale_range": list(CROP_SCALE_RANGE), "crop_shift": CROP_SHIFT}, "pad_value": list(PAD_VALUE),
+        "torso_fill": {"share": float(torso_fill) if category == "tie" else 0.0,
+                       "max_pad_fraction": TIE_MAX_PAD_FRACTION_FILLED},
     }
     t0 = time.perf_counter()
     writers = {}
@@ -433,7 +537,7 @@ def build_pseudo_strat(photos_dirs: Sequence[str | Path], accessories_dir: str |
                 while candidates and smp is None:
                     acc = candidates.pop(0)
                     try:
-                        smp = make_sample(rec, photo_rgb, acc, size, slot_rng)
+                        smp = make_sample(rec, photo_rgb, acc, size, slot_rng, torso_fill=torso_fill)
                     except pl.PlacementRejected as exc:
                         sample_rejects[exc.reason] += 1
                         reasons.append(exc.reason)
@@ -786,7 +890,8 @@ def main_build(args: argparse.Namespace) -> int:
         per_photo=args.per_photo, seed=args.seed,
         split_file=None if getattr(args, "no_split_file", False) else split_file,
         test_fraction=args.test_fraction, limit=args.limit, size=getattr(args, "size", None),
-        procedural=not getattr(args, "no_procedural", False), progress=not getattr(args, "no_progress", False))
+        procedural=not getattr(args, "no_procedural", False), progress=not getattr(args, "no_progress", False),
+        torso_fill=TORSO_FILL_SHARE if getattr(args, "torso_fill", None) is None else args.torso_fill)
     print(format_report(report))
     return 0
 

@@ -17,7 +17,7 @@ from realtime.config import model_preset  # noqa: E402
 from realtime.errors import BackendError  # noqa: E402
 from realtime.model import TryOnNet  # noqa: E402
 from training import evaluate as ev  # noqa: E402
-from training.strat import DATASET_JSON, StratDataset  # noqa: E402
+from training.strat import DATASET_JSON, StratDataset, StratFormatError  # noqa: E402
 from training.synthetic import make_synthetic  # noqa: E402
 
 SIZE = 64
@@ -126,3 +126,80 @@ def test_onnxruntime_backend_scores_like_torch(setup, tmp_path):
     assert via_ort.backend == "onnxruntime" and via_ort.metrics.n == 3
     assert via_ort.metrics.disp == pytest.approx(via_torch.metrics.disp, abs=1e-3)
     assert via_ort.metrics.iou == pytest.approx(via_torch.metrics.iou, abs=0.02)
+
+
+class _TopCornersOnly:
+    """A backend stand-in whose heatmaps see only the two top corners (a tie's lower corners in padding)."""
+
+    def __init__(self, pts_xy: np.ndarray, size: int) -> None:
+        from types import SimpleNamespace
+
+        from realtime.codec import HeatmapCodec
+        from realtime.config import CodecConfig
+
+        codec = CodecConfig(radius=6.0, complete_below=0.3)
+        self.info = SimpleNamespace(input_size=size, config=SimpleNamespace(codec=codec))
+        hm = HeatmapCodec(codec).encode(pts_xy, (size, size))
+        hm[2:] = 0.1  # flat: no position
+        self.heatmaps = hm[None]
+
+    def set_foreground(self, fg) -> None:
+        pass
+
+    def infer(self, bg) -> np.ndarray:
+        return self.heatmaps
+
+
+def test_weak_corners_are_completed_at_the_accessory_s_own_aspect():
+    """A tall accessory (20 x 80 px) stretched to the 64 px square: completing its lower corners
+    from the squashed box would give a quad as long as it is wide (the necktie "stub")."""
+    from realtime.codec import HeatmapCodec
+
+    fg_wh = (20, 80)
+    init_own = np.array([[0, 0], [19, 0], [19, 79], [0, 79]], np.float64)
+    from realtime.geometry import resize_matrix, warp_points
+
+    init_net = warp_points(resize_matrix(fg_wh, (SIZE, SIZE)), init_own)
+    truth = np.array([[28, 4], [33, 4], [33, 24], [28, 24]], np.float64)  # 4 : 1 like the accessory
+    sample = {"foreground": np.zeros((SIZE, SIZE, 4), np.uint8), "background": np.zeros((SIZE, SIZE, 3), np.uint8),
+              "init_vertex": init_net.astype(np.float32), "fg_size_wh": fg_wh}
+    np.testing.assert_allclose(ev.accessory_shape_quad(sample), init_own, atol=1e-6)
+    be = _TopCornersOnly(truth, SIZE)
+    pred, _ = ev.predict_vertices(be, HeatmapCodec(be.info.config.codec), sample)
+    length = np.linalg.norm(pred[2:].mean(0) - pred[:2].mean(0))
+    width = np.linalg.norm(pred[1] - pred[0])
+    assert length / width == pytest.approx(80 / 20, rel=0.1)
+    np.testing.assert_allclose(pred, truth, atol=1.0)
+    # Without the original size (old callers), the network-size box is the shape.
+    del sample["fg_size_wh"]
+    np.testing.assert_allclose(ev.accessory_shape_quad(sample), init_net, atol=1e-6)
+
+
+def test_metrics_by_kind_from_the_builder_s_samples_json(setup, tmp_path, capsys):
+    root, ckpt = setup
+    data = tmp_path / "kinds"
+    shutil.copytree(root, data)
+    ids = StratDataset(data / "test").ids
+    kinds = {sid: {"kind": "necktie" if i % 2 else "bow_tie", "split": "test"} for i, sid in enumerate(ids)}
+    (data / "samples.json").write_text(json.dumps(kinds))
+    assert ev.sample_kinds(data / "test") == {k: v["kind"] for k, v in kinds.items()}
+    assert ev.main(["--checkpoint", str(ckpt), "--data", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    by_kind = out["by_kind"]
+    assert set(by_kind) == {"bow_tie", "necktie"}
+    assert sum(r["n"] for r in by_kind.values()) == out["n"]
+    assert by_kind["necktie"]["mean_quad"]["n"] == by_kind["necktie"]["n"]
+    assert by_kind["bow_tie"]["length_ratio_median"] > 0
+    assert ev.main(["--checkpoint", str(ckpt), "--data", str(data)]) == 0
+    assert "length pred / label" in capsys.readouterr().out
+    # Without samples.json there is no breakdown.
+    assert ev.sample_kinds(root / "test") == {}
+    (data / "samples.json").write_text("[1]")
+    with pytest.raises(StratFormatError, match="samples.json"):
+        ev.sample_kinds(data / "test")
+
+
+def test_length_ratio_is_knot_to_tip():
+    gt = np.array([[0, 0], [10, 0], [10, 40], [0, 40]], np.float64)
+    assert ev.length_ratio(gt, gt) == pytest.approx(1.0)
+    assert ev.length_ratio(gt * [1, 0.25], gt) == pytest.approx(0.25)

@@ -204,3 +204,76 @@ def test_rules_figure_draws_four_panels_on_the_template() -> None:
     for k in range(4):
         tile = img[:300, k * 304:k * 304 + 300]
         assert np.mean(np.any(tile != 250, axis=2)) > 0.1
+
+
+def _tie_record(photo_setup: dict[str, Any]):
+    from training.teacher.cache import load_teacher_record
+
+    rec = load_teacher_record(photo_setup["cache"] / "fmd" / "0_0_alice_0001.json")
+    photo = cv2.cvtColor(cv2.imread(str(photo_setup["photos"] / "0_0_alice_0001.jpg")), cv2.COLOR_BGR2RGB)
+    return rec, photo
+
+
+def test_tie_padding_is_painted_with_a_torso_or_left_black(photo_setup: dict[str, Any]) -> None:
+    from realtime.procedural import generate_accessory
+
+    rec, photo = _tie_record(photo_setup)
+    tie = generate_accessory("tie", "necktie_stripes", 5)
+    black = ps.make_sample(rec, photo, tie, 128, np.random.default_rng(0), torso_fill=0.0)
+    filled = ps.make_sample(rec, photo, tie, 128, np.random.default_rng(0), torso_fill=1.0)
+    assert black.info["torso_fill"] is False and filled.info["torso_fill"] is True
+    pad = cv2.erode((~black.valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # off the seam
+    assert pad.any() and np.all(black.background[pad] == 0)
+    # Same framing and labels (the fill draws after the jitter); the padding is no longer black.
+    np.testing.assert_allclose(filled.final_vertex, black.final_vertex)
+    assert np.array_equal(filled.valid, black.valid)
+    assert np.mean(filled.background[pad].max(axis=1) < 10) < 0.05
+    inner = cv2.erode(black.valid.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    assert np.array_equal(filled.background[inner], black.background[inner])
+    # Without an rng (no jitter) nothing is painted: the builder always passes one.
+    assert ps.make_sample(rec, photo, tie, 128, None, torso_fill=1.0).info["torso_fill"] is False
+
+
+def test_fill_torso_continues_the_clothing_below_the_shoulders() -> None:
+    s = 96
+    img = np.zeros((s, s, 3), np.uint8)
+    valid = np.zeros((s, s), bool)
+    valid[:50] = True  # the photo ends at row 50, below it padding
+    img[:50] = (200, 200, 200)  # background
+    seg = np.zeros((s, s), np.float32)
+    seg[20:50, 28:68] = 1.0
+    img[36:50, 28:68] = (30, 60, 150)  # clothing under the shoulders
+    face = np.zeros((478, 2))
+    face[:, :] = (48, 20)
+    pose = np.zeros((33, 2))
+    pose[ps.pl.POSE_SHOULDER_L], pose[ps.pl.POSE_SHOULDER_R] = (66, 34), (30, 34)
+    counts = 0
+    for seed in range(6):
+        out = ps.fill_torso(img, valid, seg, face, pose, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[:45], img[:45])
+        side = out[80, 5].astype(float)  # beside the torso: the photo's background colour
+        assert np.all(np.abs(side - 200) < 30)
+        body = out[85, 34].astype(float)  # torso edge (the shirt front is at the centre)
+        counts += bool(np.all(np.abs(body - (30, 60, 150)) < 40))
+    assert counts >= 3  # mostly the photo's clothing colour (a random one 30 % of the time)
+
+
+def test_torso_fill_share_is_checked(photo_setup: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="torso_fill"):
+        ps.build_pseudo_strat([photo_setup["photos"]], None, "tie", photo_setup["root"] / "x",
+                              cache_dir=photo_setup["cache"], split_file=None, torso_fill=1.5, progress=False)
+
+
+def test_make_dataset_cli_torso_fill_reaches_the_build(photo_setup: dict[str, Any]) -> None:
+    for share, painted in (("0", False), ("1", True)):
+        out = photo_setup["root"] / f"cli_tie_{share}"
+        assert make_dataset_main(["pseudo-strat", "--photos", str(photo_setup["photos"]), "--accessories",
+                                  str(photo_setup["accessories"]), "--category", "tie", "--out", str(out),
+                                  "--teacher-cache", str(photo_setup["cache"]), "--limit", "1", "--no-split-file",
+                                  "--test-fraction", "0", "--size", "96", "--no-progress",
+                                  "--torso-fill", share]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["generator"]["torso_fill"]["share"] == float(share)
+        samples = json.loads((out / "samples.json").read_text())
+        assert samples and all(v["torso_fill"] is painted for v in samples.values())
