@@ -19,24 +19,6 @@ from realtime.procedural import bundled_accessories
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture
-def one_thread():
-    """The resolver sets torch's process-wide thread count: restore it afterwards."""
-    before = torch.get_num_threads()
-    yield 1
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny_resolver(one_thread, tmp_path):
-    from realtime.backends.resolver import ModelResolver
-
-    # an empty weights folder: the random-init tiny fallback, not the shipped models
-    resolver = ModelResolver("torch", preset="tiny", threads=one_thread, weights_dir=tmp_path)
-    yield resolver
-    resolver.close()
-
-
 def _check_summary(s: dict) -> None:
     assert s["n"] > 0
     assert s["p50"] <= s["p95"] <= s["p99"]
