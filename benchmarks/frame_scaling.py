@@ -24,11 +24,16 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   (``one_pass_full``, the first issue-14 version), and at the size a window fitted to a
   1920x1080 screen shows (``after``: whole-factor box reduction, then the mirror in place on
   the small buffer; :data:`SCREEN_WH`).
+* **window** (``--window``, with a display: e.g. ``xvfb-run -s "-screen 0 1920x1080x24"``): the
+  preview plus what the live window then does with it (:meth:`realtime.live.window.Window.show`:
+  ``cv2.imshow``, whose toolkit converts and scales the image to the window, and the 1 ms key
+  poll), with the full-size preview (before) and the reduced one (after), on a window opened
+  the way the app opens it (fitted to the screen).
 * For reference, unchanged stages: **capture** (JPEG decode, quality 90), **preprocess**
   (the native fused crop + normalise, 224 px), and the **full-frame face search** (run only
   while the face is lost).
 
-    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40]
+    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40] [--window]
 
 Writes benchmarks/results/frame_scaling_<date>_<cpu>.{md,json}.
 """
@@ -77,7 +82,7 @@ def _rotating(fns: dict[str, Callable[[], Any]], iters: int) -> dict[str, list[f
     return out
 
 
-def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
+def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False) -> dict[str, Any]:
     from skimage.data import astronaut
 
     frame = PortraitMotionSource(astronaut(), size_wh=size_wh, seconds=0.1)._get(0)
@@ -118,9 +123,27 @@ def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
         "preprocess": lambda: native.preprocess_crop(frame, crop, 224),
         "roi_full_frame_search": lambda: det.detect(frame),
     }
-    samples = _rotating(fns, iters)
+    win = None
+    if window:
+        from realtime.live.window import Window
+
+        win = Window(f"frame_scaling {size_wh[0]}x{size_wh[1]}")
+        win.update_scale(size_wh)
+        win_shown = win.shown_size(size_wh)
+        win_full, win_small = PreviewBuffer(), PreviewBuffer()
+        fns["window_before"] = lambda: win.show(win_full.compose(frame, mirror=True, hud=(HUD, None)))
+        fns["window_after"] = lambda: win.show(win_small.compose(frame, mirror=True, hud=(HUD, None),
+                                                                 shown_wh=win_shown))
+    try:
+        samples = _rotating(fns, iters)
+    finally:
+        if win is not None:
+            win.close()
     stats = {k: summarize_ms(v) for k, v in samples.items()}
-    ratios = {st: stats[f"{st}_after"]["p50"] / stats[f"{st}_before"]["p50"] for st in ("render", "grey", "roi", "display")}
+    ratios = {st: stats[f"{st}_after"]["p50"] / stats[f"{st}_before"]["p50"] for st in ("render", "grey", "roi", "display")
+              if f"{st}_before" in stats}
+    if win is not None:
+        ratios["window"] = stats["window_after"]["p50"] / stats["window_before"]["p50"]
     ratios["render_in_place_prev"] = stats["render_in_place_prev"]["p50"] / stats["render_before"]["p50"]
     ratios["display_one_pass_full"] = stats["display_one_pass_full"]["p50"] / stats["display_before"]["p50"]
     return {"resolution": f"{size_wh[0]}x{size_wh[1]}", "face_px": round(s, 1),
@@ -160,6 +183,14 @@ def to_markdown(report: dict[str, Any]) -> str:
                      f"{triple('display', 'one_pass_full', shown)} | "
                      f"{m['capture']['p50']:.2f} | "
                      f"{m['preprocess']['p50']:.2f} | {m['roi_full_frame_search']['p50']:.2f} |")
+    if any("window" in r["ratio_after_to_before_p50"] for r in report["results"]):
+        lines += ["", f"Window (preview + `Window.show`: cv2.imshow + the 1 ms key poll; screen {report['screen']}), "
+                  "p50 ms, full-size preview -> reduced preview:", "", "| resolution | before | after | ratio |",
+                  "|---|---|---|---|"]
+        for r in report["results"]:
+            m = r["ms"]
+            lines.append(f"| {r['resolution']} | {m['window_before']['p50']:.2f} | **{m['window_after']['p50']:.2f}** | "
+                         f"x{r['ratio_after_to_before_p50']['window']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,12 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=40)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--window", action="store_true", help="also time the live window's show (needs a display)")
     args = p.parse_args(argv)
+    screen = None
+    if args.window:
+        from realtime.live.window import display_reachable, screen_size
+
+        ok, what = display_reachable()
+        if not ok:
+            p.error(f"--window needs a display: {what} (e.g. xvfb-run -s '-screen 0 1920x1080x24' ...)")
+        screen = screen_size()
     load_before = round(os.getloadavg()[0], 2)
-    results = [bench_resolution(r, args.iters) for r in RESOLUTIONS]
+    results = [bench_resolution(r, args.iters, window=args.window) for r in RESOLUTIONS]
     hw = hardware_info()
     report = {"date": dt.date.today().isoformat(), "hardware": hw, "iters": args.iters, "results": results,
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+              "screen": f"{screen[0]}x{screen[1]}" if screen else None,
               "native": {k: native.uses_native(k) for k in native.KERNELS}, "opencv_threads": cv2.getNumThreads()}
     from realtime.bench.report import hardware_slug, write_report
 
