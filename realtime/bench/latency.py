@@ -527,8 +527,7 @@ def _start_peer(settings: BenchSettings, jpegs: Sequence[bytes], report: dict[st
         log.warning("peer not measured: %s", exc)
         report["peer"] = {"measured": False, "reason": str(exc)}
         return None
-    report["peer"] = {"measured": True, "python": str(peer.python), **{k: v for k, v in peer.info.items()
-                                                                          if k != "ready"}}
+    report["peer"] = {"measured": True, **{k: v for k, v in peer.info.items() if k != "ready"}}
     return peer
 
 
