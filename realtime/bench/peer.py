@@ -100,10 +100,15 @@ class FaceMeshPeer:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         self._stderr_path = tmp / "stderr.txt"
         self._stderr = open(self._stderr_path, "w", encoding="utf-8")
-        self.proc = subprocess.Popen([str(self.python), str(WORKER), "--frames", str(tmp / "frames"),
-                                      "--accessory", str(png), "--corners", corners],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-                                     env=env, bufsize=1)
+        try:
+            self.proc = subprocess.Popen([str(self.python), str(WORKER), "--frames", str(tmp / "frames"),
+                                          "--accessory", str(png), "--corners", corners],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                         text=True, env=env, bufsize=1)
+        except OSError as exc:
+            self._stderr.close()
+            self._tmp.cleanup()
+            raise PeerError(f"cannot start the peer worker with {self.python}: {exc}") from exc
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name="tryon-peer-reader").start()
         try:
