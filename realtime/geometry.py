@@ -39,11 +39,6 @@ MIN_QUAD_AREA_PX2 = 4.0
 MIN_CORNER_SIN = 0.01
 
 
-def _signed_area(quad: np.ndarray) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
 def validate_quad(quad_xy: np.ndarray, name: str = "quad", min_area: float = MIN_QUAD_AREA_PX2) -> np.ndarray:
     """Check that a quad can define a homography; return it as float64 (4, 2).
 
