@@ -331,6 +331,7 @@ class _Variant:
         e2e = np.asarray(self.samples["end_to_end"])
         fp = np.asarray(self.footprints) if self.footprints else np.zeros((0, 2))
         return {"stages": stats, "fps": float(1e3 / e2e.mean()) if e2e.size else float("nan"),
+                "inference": inference_budget(self.samples["infer"], self.samples["end_to_end"]),
                 "drawn_frac": self.drawn / n,
                 "footprint_px": [round(float(v), 1) for v in fp.mean(axis=0)] if len(fp) else None}
 
@@ -418,6 +419,19 @@ def bench_one(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], fp
                        "ratio_e2e_p50": _ratio(out["optimised"]["stages"]["end_to_end"]["p50"],
                                                stages["end_to_end"]["p50"])}
     return out
+
+
+def inference_budget(infer_ms: Sequence[float], e2e_ms: Sequence[float]) -> dict[str, float] | None:
+    """What inference costs in synchronous frames (per-frame samples; 0 where it did not run):
+    the fraction of frames it ran on, its mean where it ran, its share of the frame time, the
+    frame rate it alone allows, and what everything else takes a frame."""
+    infer, e2e = np.asarray(infer_ms, np.float64), np.asarray(e2e_ms, np.float64)
+    ran = infer[infer > 0]
+    if not ran.size or not e2e.size:
+        return None
+    return {"ran_frac": float(ran.size / infer.size), "infer_ms": float(ran.mean()),
+            "infer_share": float(infer.sum() / e2e.sum()), "infer_cap_fps": float(1e3 / ran.mean()),
+            "rest_ms": float((e2e - infer).mean())}
 
 
 def _ratio(a: float, b: float) -> float:
@@ -588,6 +602,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         if has_naive:
             fps += f", naive {fmt(run['naive']['fps'], 1)} fps: x{fmt(run['ratios']['fps'])} the frame rate"
         lines += ["", fps + "."]
+        budget = run["optimised"].get("inference")
+        if budget is not None:
+            lines.append(f"Inference alone (on {budget['ran_frac']:.0%} of the frames): {fmt(budget['infer_ms'], 1)} ms "
+                         f"mean where it ran, {budget['infer_share']:.0%} of the frame time: it caps the synchronous "
+                         f"rate at **{fmt(budget['infer_cap_fps'], 1)} fps**; everything but inference takes "
+                         f"{fmt(budget['rest_ms'], 1)} ms a frame (mean).")
         if "peer" in run:
             pr = run["peer"]
             st = pr["stages"]

@@ -46,6 +46,11 @@ def test_bench_report_structure(tiny_resolver, tmp_path):
     markdown = latency.to_markdown(report)
     for stage in (*latency.BENCH_STAGES, "end_to_end"):
         assert f"| {stage} |" in markdown
+    budget = run["optimised"]["inference"]
+    assert 0 < budget["infer_share"] < 1 and 0 < budget["ran_frac"] <= 1 and "Inference alone (on " in markdown
+    b = latency.inference_budget([0.0, 30.0, 10.0, 0.0], [5.0, 40.0, 20.0, 7.0])  # inference ran on 2 of 4 frames
+    assert b == pytest.approx({"ran_frac": 0.5, "infer_ms": 20.0, "infer_share": 40 / 72, "infer_cap_fps": 50.0,
+                               "rest_ms": 8.0})
     paths = bench_report.write_report(report, tmp_path / "bench.json", markdown)
     assert json.loads(paths[0].read_text())["runs"][0]["category"] == "glasses"
     assert paths[1].read_text() == markdown
