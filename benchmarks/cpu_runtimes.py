@@ -8,7 +8,12 @@ so that every ratio comes from the same moments of a shared machine:
 * onnxruntime fp32 on the exported graph, 1 thread;
 * OpenVINO fp32 on the exported graph, 1 and 2 threads;
 * OpenVINO with ``precision=auto`` (what the backend picks on this CPU: bf16 only on a bf16
-  CPU with a passing stored check).
+  CPU with a passing stored check);
+* OpenVINO fp32, 1 thread, with each CPU setting changed in turn (:data:`OV_SETTINGS`, on top
+  of the backend's ``COMPILE_PROPERTIES``: no latency hint, denormals flushed, threads pinned,
+  the static TBB partitioner, ACCURACY execution mode, a model cache); with the time each takes
+  to compile (the cache's cold and warm start), whether the graphs' shapes are static (nothing
+  to reshape then), and where OpenVINO's own per-layer counters (``PERF_COUNT``) put the time.
 
 Keypoint error of each runtime vs torch fp32 (decoded, pixels at network resolution, over
 the verification inputs: bundled accessories on synthetic backgrounds). Decode time
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +40,15 @@ from typing import Any, Callable
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: CPU settings compared with the backend's own (None removes a property), 1 thread, fp32.
+OV_SETTINGS: dict[str, dict[str, Any]] = {
+    "openvino_no_hint": {"PERFORMANCE_HINT": None},
+    "openvino_denormals_flushed": {"CPU_DENORMALS_OPTIMIZATION": True},
+    "openvino_pinned": {"ENABLE_CPU_PINNING": True},
+    "openvino_tbb_static": {"TBB_PARTITIONER": "STATIC"},
+    "openvino_accuracy_mode": {"EXECUTION_MODE_HINT": "ACCURACY"},
+    "openvino_model_cache": {"CACHE_DIR": "<a fresh temporary folder>"},  # replaced by one per model
+}
 WEIGHTS = Path(__file__).resolve().parents[1] / "realtime" / "weights"
 
 
@@ -67,13 +82,29 @@ def bench_model(name: str, iters: int, samples: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     ckpt = WEIGHTS / f"{name}.pt"
     frame = cached_export(ckpt, finish_export)
+    compile_s: dict[str, float] = {}
+
+    def timed(key: str, make: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = make()
+        compile_s[key] = round(time.perf_counter() - t0, 3)
+        return out
+
     runtimes = {
         "torch_fp32": TorchBackend.from_path(ckpt),
         "onnxruntime_fp32": OnnxBackend(frame, providers=["CPUExecutionProvider"], intra_op_threads=1),
-        "openvino_fp32_1t": OpenVinoBackend(frame, threads=1, precision="fp32"),
+        "openvino_fp32_1t": timed("openvino_fp32_1t", lambda: OpenVinoBackend(frame, threads=1, precision="fp32")),
         "openvino_fp32_2t": OpenVinoBackend(frame, threads=2, precision="fp32"),
         "openvino_auto_1t": OpenVinoBackend(frame, threads=1, precision="auto"),
     }
+    with tempfile.TemporaryDirectory(prefix="ov_cache_") as cache_dir:
+        for key, props in OV_SETTINGS.items():
+            props = {k: (cache_dir if k == "CACHE_DIR" else v) for k, v in props.items()}
+            if "CACHE_DIR" in props:  # the first compile fills the cache, the row's own loads from it
+                timed(key + "_cold", lambda: OpenVinoBackend(frame, threads=1, precision="fp32", properties=props))
+            runtimes[key] = timed(key, lambda: OpenVinoBackend(frame, threads=1, precision="fp32", properties=props))
+    ov = runtimes["openvino_fp32_1t"]
+    static = all(p.get_partial_shape().is_static for c in (ov.fg_compiled, ov.frame_compiled) for p in c.inputs)
     cfg = runtimes["torch_fp32"].info.config
     pairs, described = synthetic_pairs(cfg, samples, seed=7)
     pts, _ = compare_keypoints(None, runtimes, pairs)
@@ -84,6 +115,7 @@ def bench_model(name: str, iters: int, samples: int) -> dict[str, Any]:
     for b in runtimes.values():
         b.set_foreground(fg_in)
     times = _interleaved({k: (lambda b=b: b.infer(bg_in)) for k, b in runtimes.items()}, iters)
+    layers = _layer_profile(frame, fg_in, bg_in)
     infer = {k: summarize_ms(v) for k, v in times.items()}
     ratios = {k: infer[k]["p50"] / infer["torch_fp32"]["p50"] for k in infer}
 
@@ -103,8 +135,32 @@ def bench_model(name: str, iters: int, samples: int) -> dict[str, Any]:
             "infer_ms": infer, "ratio_to_torch_fp32_p50": ratios, "keypoint_error_vs_torch_fp32_px": errors,
             "openvino_auto_precision": runtimes["openvino_auto_1t"].info.precision,
             "openvino_auto_reason": runtimes["openvino_auto_1t"].choice.reason,
+            "compile_s": compile_s, "static_input_shapes": static, "openvino_layer_profile": layers,
             "raw_torch_output_strides": list(raw.strides), "decode_ms": decode,
             "decode_ratio_channels_last_to_contiguous": decode["channels_last"]["p50"] / decode["contiguous"]["p50"]}
+
+
+def _layer_profile(frame: Path, fg_in: np.ndarray, bg_in: np.ndarray) -> dict[str, Any]:
+    """OpenVINO's per-layer counters for one per-frame inference (fp32, 1 thread): the share of
+    the time per kernel implementation and per layer type."""
+    from realtime.backends.openvino_backend import OpenVinoBackend
+
+    b = OpenVinoBackend(frame, threads=1, precision="fp32", properties={"PERF_COUNT": True})
+    b.set_foreground(fg_in)
+    for _ in range(3):
+        b.infer(bg_in)
+    by_exec: dict[str, float] = {}
+    by_type: dict[str, float] = {}
+    for layer in b._request.get_profiling_info():
+        us = layer.real_time.total_seconds() * 1e6
+        by_exec[layer.exec_type] = by_exec.get(layer.exec_type, 0.0) + us
+        by_type[layer.node_type] = by_type.get(layer.node_type, 0.0) + us
+    total = sum(by_exec.values()) or 1.0
+
+    def top(d: dict[str, float]) -> dict[str, float]:
+        return {k: round(v / total, 4) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:6]}
+
+    return {"total_ms": round(total / 1e3, 2), "share_by_kernel": top(by_exec), "share_by_layer_type": top(by_type)}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -126,6 +182,15 @@ def to_markdown(report: dict[str, Any]) -> str:
             e = f"{err['max_px']:.4f} / {err['p99_px']:.4f}" if err else "reference"
             lines.append(f"| {k} | {s['p50']:.1f} | {s['p95']:.1f} | {m['ratio_to_torch_fp32_p50'][k]:.2f} | {e} |")
         d = m["decode_ms"]
+        prof = m["openvino_layer_profile"]
+        share = ", ".join(f"{k} {v:.0%}" for k, v in prof["share_by_kernel"].items())
+        types = ", ".join(f"{k} {v:.0%}" for k, v in prof["share_by_layer_type"].items())
+        comp = ", ".join(f"{k} {v:.2f} s" for k, v in m["compile_s"].items())
+        lines += ["", f"OpenVINO settings rows: the backend's fp32 1-thread compile with one property changed "
+                  f"({', '.join(f'`{k}`: {v}' for k, v in report['ov_settings'].items())}). Input shapes static: "
+                  f"**{m['static_input_shapes']}** (nothing to reshape). Backend construction (both graphs compiled): "
+                  f"{comp}.", "", f"OpenVINO's per-layer counters, one fp32 inference, {prof['total_ms']} ms: by kernel "
+                  f"{share}; by layer type {types}."]
         lines += ["", f"OpenVINO `precision=auto` here: **{m['openvino_auto_precision']}** ({m['openvino_auto_reason']}).",
                   "", f"Decode (`decode_quad`) of the torch network's raw output, strides {m['raw_torch_output_strides']} "
                   f"(channels-last): {d['channels_last']['p50']:.3f} ms p50; of the C-contiguous array every backend "
@@ -155,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     hw = hardware_info()
     report = {"date": dt.date.today().isoformat(), "hardware": hw, "iters": args.iters, "models": models,
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+              "ov_settings": {k: v for k, v in OV_SETTINGS.items()},
               "cpu_capabilities": cpu_capabilities(openvino.Core()),
               "versions": {"openvino": openvino.__version__, "onnxruntime": onnxruntime.__version__,
                            "torch": torch.__version__}}

@@ -6,9 +6,12 @@ quad of glasses size on it (0.9 x 0.33 face sizes across the eyes: the footprint
 with the face, as it would with a closer camera). Each "before" and "after" runs once per
 iteration, in rotating order, so ratios come from the same moments of a shared machine:
 
-* **render** (warp + composite, including any frame copy). Before: a full-frame
+* **render** (homography + warp + composite, including any frame copy). Before: a full-frame
   ``image.copy()`` then the footprint composite (what ``TryOnPipeline.render`` always did);
-  after: the composite in place on the frame the loop owns (``render(..., in_place=True)``).
+  ``in_place_prev``: in place, but the accessory's alpha box scanned on every call (the first
+  issue-14 version); after: the composite in place on the frame the loop owns
+  (``render(..., in_place=True)``), the accessory's corners cached with its premultiplied
+  copy (:class:`realtime.live.render.Compositor`).
 * **grey** / **roi** (the tracker's periodic window search). Before: a full-frame BGR->grey
   conversion then the window search; after: only the window converted
   (:meth:`realtime.live.detectors.CascadeDetector.detect` with ``near``). ``grey`` is the conversion
@@ -17,12 +20,20 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
 * **display** (the CPU work of showing a frame, the window's blit excluded). Before:
   ``cv2.flip`` into a new array, the HUD, a BGR->RGB conversion into another
   (``realtime.bench.latency.display_frame_naive``); after: one pass into a display-owned buffer plus
-  the HUD on its panel (:class:`realtime.live.display.PreviewBuffer`).
+  the HUD on its panel (:class:`realtime.live.display.PreviewBuffer`) at full size
+  (``one_pass_full``, the first issue-14 version), and at the size a window fitted to a
+  1920x1080 screen shows (``after``: whole-factor box reduction, then the mirror in place on
+  the small buffer; :data:`SCREEN_WH`).
+* **window** (``--window``, with a display: e.g. ``xvfb-run -s "-screen 0 1920x1080x24"``): the
+  preview plus what the live window then does with it (:meth:`realtime.live.window.Window.show`:
+  ``cv2.imshow``, whose toolkit converts and scales the image to the window, and the 1 ms key
+  poll), with the full-size preview (before) and the reduced one (after), on a window opened
+  the way the app opens it (fitted to the screen).
 * For reference, unchanged stages: **capture** (JPEG decode, quality 90), **preprocess**
   (the native fused crop + normalise, 224 px), and the **full-frame face search** (run only
   while the face is lost).
 
-    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40]
+    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40] [--window]
 
 Writes benchmarks/results/frame_scaling_<date>_<cpu>.{md,json}.
 """
@@ -43,14 +54,17 @@ from realtime.live import native
 from realtime.bench.latency import decode_jpeg, display_frame_naive, encode_jpeg
 from realtime.live.capture import PortraitMotionSource
 from realtime.live.display import PreviewBuffer
-from realtime.geometry import crop_from_box
+from realtime.geometry import crop_from_box, homography_from_quads
 from realtime.live.render import Compositor
+from realtime.live.window import fit_size
 from realtime.live.detectors import CascadeDetector
 from realtime.procedural import bundled_accessories
 from realtime.sysinfo import hardware_info, summarize_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+#: The screen the live window is fitted to for the display's "after" (realtime.live.window.fit_size).
+SCREEN_WH = (1920, 1080)
 HUD = ["display 30.0 fps | inference 15.0 Hz, 50 ms | openvino fp32 glasses_224_frame_fp32.onnx",
        "glasses/round (1/4) | smoothing on | conf 0.80"]
 
@@ -68,7 +82,7 @@ def _rotating(fns: dict[str, Callable[[], Any]], iters: int) -> dict[str, list[f
     return out
 
 
-def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
+def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False) -> dict[str, Any]:
     from skimage.data import astronaut
 
     frame = PortraitMotionSource(astronaut(), size_wh=size_wh, seconds=0.1)._get(0)
@@ -85,7 +99,8 @@ def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
     acc = bundled_accessories("glasses")[0]
     comp = Compositor()
     owned = frame.copy()
-    preview = PreviewBuffer()
+    preview, preview_full = PreviewBuffer(), PreviewBuffer()
+    shown = fit_size(size_wh, SCREEN_WH)
     crop = crop_from_box((face.cx, face.cy), 2.0 * s, 224)
     h, w = frame.shape[:2]  # the detector's search window: 3 face sizes around the face
     wx0, wy0 = max(0, int(face.cx - 1.5 * s)), max(0, int(face.cy - 1.5 * s))
@@ -93,21 +108,47 @@ def bench_resolution(size_wh: tuple[int, int], iters: int) -> dict[str, Any]:
 
     fns: dict[str, Callable[[], Any]] = {
         "render_before": lambda: comp.draw(frame.copy(), acc, quad),
+        "render_in_place_prev": lambda: native.composite(owned, comp.prepared(acc),
+                                                         homography_from_quads(acc.init_vertex_xy, quad)),
         "render_after": lambda: comp.draw(owned, acc, quad),
         "grey_before": lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
         "grey_after": lambda: cv2.cvtColor(frame[wy0:wy1, wx0:wx1], cv2.COLOR_BGR2GRAY),
         "roi_before": lambda: (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), det.detect(frame, face)),
         "roi_after": lambda: det.detect(frame, face),
         "display_before": lambda: display_frame_naive(frame, HUD),
-        "display_after": lambda: preview.compose(frame, mirror=True, hud=(HUD, None)),
+        "display_one_pass_full": lambda: preview_full.compose(frame, mirror=True, hud=(HUD, None)),
+        "display_after": lambda: preview.compose(frame, mirror=True, hud=(HUD, None), shown_wh=shown,
+                                                 screen_scale=shown[0] / w),
         "capture": lambda: decode_jpeg(jpeg),
         "preprocess": lambda: native.preprocess_crop(frame, crop, 224),
         "roi_full_frame_search": lambda: det.detect(frame),
     }
-    samples = _rotating(fns, iters)
+    win = None
+    if window:
+        from realtime.live.window import Window
+
+        win = Window(f"frame_scaling {size_wh[0]}x{size_wh[1]}")
+        win.update_scale(size_wh)
+        win_shown = win.shown_size(size_wh)
+        win_full, win_small = PreviewBuffer(), PreviewBuffer()
+        fns["window_before"] = lambda: win.show(win_full.compose(frame, mirror=True, hud=(HUD, None)))
+        fns["window_after"] = lambda: win.show(win_small.compose(frame, mirror=True, hud=(HUD, None),
+                                                                 shown_wh=win_shown))
+    try:
+        samples = _rotating(fns, iters)
+    finally:
+        if win is not None:
+            win.close()
     stats = {k: summarize_ms(v) for k, v in samples.items()}
-    ratios = {st: stats[f"{st}_after"]["p50"] / stats[f"{st}_before"]["p50"] for st in ("render", "grey", "roi", "display")}
+    ratios = {st: stats[f"{st}_after"]["p50"] / stats[f"{st}_before"]["p50"] for st in ("render", "grey", "roi", "display")
+              if f"{st}_before" in stats}
+    if win is not None:
+        ratios["window"] = stats["window_after"]["p50"] / stats["window_before"]["p50"]
+    ratios["render_in_place_prev"] = stats["render_in_place_prev"]["p50"] / stats["render_before"]["p50"]
+    ratios["display_one_pass_full"] = stats["display_one_pass_full"]["p50"] / stats["display_before"]["p50"]
     return {"resolution": f"{size_wh[0]}x{size_wh[1]}", "face_px": round(s, 1),
+            "window_shows": f"{shown[0]}x{shown[1]}", "preview": f"{size_wh[0] // preview.factor}x"
+            f"{size_wh[1] // preview.factor}",
             "footprint_px": [round(float(v), 1) for v in quad.max(0) - quad.min(0)], "ms": stats,
             "ratio_after_to_before_p50": ratios}
 
@@ -119,9 +160,11 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{report['load_before']} before, {report['load_after']} after); native kernels: "
              f"{report['native']}, OpenCV threads {report['opencv_threads']} (its default, as the app). {report['iters']} iterations, every variant once per iteration in rotating "
              "order; p50 ms (p95 in the JSON). What each timing includes: benchmarks/frame_scaling.py.", "",
-             "| resolution | face / footprint px | render before -> after | grey conversion before -> after "
-             "| roi (grey + window search) before -> after | display before -> after | capture (JPEG decode) "
-             "| preprocess | full-frame face search |",
+             f"Display \"after\": the window fitted to a {SCREEN_WH[0]}x{SCREEN_WH[1]} screen; the preview size it "
+             "is built at is in the table.", "",
+             "| resolution | face / footprint px | render before / in place (prev) -> after | grey conversion before -> after "
+             "| roi (grey + window search) before -> after | display before / one pass full size -> after (window, "
+             "preview) | capture (JPEG decode) | preprocess | full-frame face search |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         m, q = r["ms"], r["ratio_after_to_before_p50"]
@@ -129,9 +172,25 @@ def to_markdown(report: dict[str, Any]) -> str:
         def pair(st: str) -> str:
             return f"{m[st + '_before']['p50']:.2f} -> **{m[st + '_after']['p50']:.2f}** (x{q[st]:.2f})"
 
+        shown = f"; window {r['window_shows']}, preview {r['preview']}"
+
+        def triple(st: str, mid: str, extra: str = "") -> str:
+            return (f"{m[st + '_before']['p50']:.2f} / {m[st + '_' + mid]['p50']:.2f} -> "
+                    f"**{m[st + '_after']['p50']:.2f}** (x{q[st]:.2f}{extra})")
+
         lines.append(f"| {r['resolution']} | {r['face_px']:.0f} / {r['footprint_px'][0]:.0f}x{r['footprint_px'][1]:.0f}"
-                     f" | {pair('render')} | {pair('grey')} | {pair('roi')} | {pair('display')} | {m['capture']['p50']:.2f} | "
+                     f" | {triple('render', 'in_place_prev')} | {pair('grey')} | {pair('roi')} | "
+                     f"{triple('display', 'one_pass_full', shown)} | "
+                     f"{m['capture']['p50']:.2f} | "
                      f"{m['preprocess']['p50']:.2f} | {m['roi_full_frame_search']['p50']:.2f} |")
+    if any("window" in r["ratio_after_to_before_p50"] for r in report["results"]):
+        lines += ["", f"Window (preview + `Window.show`: cv2.imshow + the 1 ms key poll; screen {report['screen']}), "
+                  "p50 ms, full-size preview -> reduced preview:", "", "| resolution | before | after | ratio |",
+                  "|---|---|---|---|"]
+        for r in report["results"]:
+            m = r["ms"]
+            lines.append(f"| {r['resolution']} | {m['window_before']['p50']:.2f} | **{m['window_after']['p50']:.2f}** | "
+                         f"x{r['ratio_after_to_before_p50']['window']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,12 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=40)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--window", action="store_true", help="also time the live window's show (needs a display)")
     args = p.parse_args(argv)
+    screen = None
+    if args.window:
+        from realtime.live.window import display_reachable, screen_size
+
+        ok, what = display_reachable()
+        if not ok:
+            p.error(f"--window needs a display: {what} (e.g. xvfb-run -s '-screen 0 1920x1080x24' ...)")
+        screen = screen_size()
     load_before = round(os.getloadavg()[0], 2)
-    results = [bench_resolution(r, args.iters) for r in RESOLUTIONS]
+    results = [bench_resolution(r, args.iters, window=args.window) for r in RESOLUTIONS]
     hw = hardware_info()
     report = {"date": dt.date.today().isoformat(), "hardware": hw, "iters": args.iters, "results": results,
               "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+              "screen": f"{screen[0]}x{screen[1]}" if screen else None,
               "native": {k: native.uses_native(k) for k in native.KERNELS}, "opencv_threads": cv2.getNumThreads()}
     from realtime.bench.report import hardware_slug, write_report
 

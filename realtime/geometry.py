@@ -21,6 +21,7 @@ that must agree within one grey level:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -38,13 +39,11 @@ MIN_QUAD_AREA_PX2 = 4.0
 MIN_CORNER_SIN = 0.01
 
 
-def _signed_area(quad: np.ndarray) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
 def validate_quad(quad_xy: np.ndarray, name: str = "quad", min_area: float = MIN_QUAD_AREA_PX2) -> np.ndarray:
     """Check that a quad can define a homography; return it as float64 (4, 2).
+
+    Runs on every drawn frame: the checks are done on the 8 numbers as Python floats
+    (NumPy's per-call overhead on (4, 2) arrays made this 0.3 ms a quad).
 
     Raises:
         DegenerateQuadError: wrong shape, non-finite values, area below ``min_area``,
@@ -53,18 +52,21 @@ def validate_quad(quad_xy: np.ndarray, name: str = "quad", min_area: float = MIN
     q = np.asarray(quad_xy, dtype=np.float64)
     if q.shape != (4, 2):
         raise DegenerateQuadError(f"{name}: expected 4 points of (x, y), got shape {q.shape}")
-    if not np.all(np.isfinite(q)):
-        raise DegenerateQuadError(f"{name}: non-finite coordinates {q.tolist()}")
-    area = _signed_area(q)
+    pts = q.tolist()
+    if not all(math.isfinite(v) for p in pts for v in p):
+        raise DegenerateQuadError(f"{name}: non-finite coordinates {pts}")
+    area = 0.5 * sum(pts[i][0] * pts[(i + 1) % 4][1] - pts[i][1] * pts[(i + 1) % 4][0] for i in range(4))
     if abs(area) < min_area:
         raise DegenerateQuadError(f"{name}: area {abs(area):.3g} px^2 is below {min_area} px^2")
-    edges = np.roll(q, -1, axis=0) - q
-    crosses = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
-    lengths = np.linalg.norm(edges, axis=1)
-    sines = crosses / np.maximum(lengths * np.roll(lengths, -1), 1e-12)
-    if np.any(np.abs(sines) < MIN_CORNER_SIN):
-        raise DegenerateQuadError(f"{name}: three corners are (nearly) collinear: {q.round(3).tolist()}")
-    if not (np.all(crosses > 0) or np.all(crosses < 0)):
+    edges = [(pts[(i + 1) % 4][0] - pts[i][0], pts[(i + 1) % 4][1] - pts[i][1]) for i in range(4)]
+    lengths = [math.hypot(ex, ey) for ex, ey in edges]
+    crosses = []
+    for i in range(4):
+        (ax, ay), (bx, by) = edges[i], edges[(i + 1) % 4]
+        crosses.append(ax * by - ay * bx)
+        if abs(crosses[-1] / max(lengths[i] * lengths[(i + 1) % 4], 1e-12)) < MIN_CORNER_SIN:
+            raise DegenerateQuadError(f"{name}: three corners are (nearly) collinear: {q.round(3).tolist()}")
+    if not (all(c > 0 for c in crosses) or all(c < 0 for c in crosses)):
         raise DegenerateQuadError(f"{name}: self-intersecting or non-convex outline: {q.round(3).tolist()}")
     return q
 
@@ -83,14 +85,13 @@ def homography_from_quads(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
     """
     src = validate_quad(src_xy, "source quad")
     dst = validate_quad(dst_xy, "target quad")
-    a = np.zeros((8, 8), dtype=np.float64)
-    b = np.zeros(8, dtype=np.float64)
-    for i, ((x, y), (u, v)) in enumerate(zip(src, dst)):
-        a[2 * i] = (x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y)
-        a[2 * i + 1] = (0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y)
-        b[2 * i], b[2 * i + 1] = u, v
+    rows, b = [], []
+    for (x, y), (u, v) in zip(src.tolist(), dst.tolist()):
+        rows.append((x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y))
+        rows.append((0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y))
+        b += (u, v)
     try:
-        h = np.linalg.solve(a, b)
+        h = np.linalg.solve(np.array(rows, dtype=np.float64), np.array(b, dtype=np.float64))
     except np.linalg.LinAlgError as exc:
         raise DegenerateQuadError(f"singular homography system for {src.tolist()} -> {dst.tolist()}") from exc
     mat = np.append(h, 1.0).reshape(3, 3)

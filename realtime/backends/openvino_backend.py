@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 BF16_TOLERANCE_P99_PX = 0.5
 #: What a requested precision may be: ``auto`` (bf16 where :func:`choose_precision` allows).
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
+#: What every graph is compiled with (plus the thread count and the precision). Measured on the
+#: 2-core AMD EPYC (benchmarks/results/cpu_runtimes_*): no other CPU setting (no hint,
+#: denormals, pinning, TBB partitioner, execution mode) moved the glasses model by more than
+#: 1 %; the graphs are exported with static shapes, so there is nothing to reshape.
+COMPILE_PROPERTIES: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
 #: OpenVINO element type names -> this project's precision names.
 _OV_PRECISION = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}
 
@@ -141,10 +146,14 @@ class OpenVinoBackend(Backend):
         threads: OpenVINO inference threads (None: :func:`realtime.backends.resolver.default_threads`).
         precision: ``auto``, ``fp32`` or ``bf16`` for the per-frame graph (:func:`choose_precision`).
         cpu_has_bf16: override the CPU capability probe (tests; None: ask OpenVINO).
+        properties: OpenVINO compile properties on top of :data:`COMPILE_PROPERTIES` for both
+            graphs (a value of None removes that property), e.g. ``{"CACHE_DIR": ...}``;
+            ``benchmarks/cpu_runtimes.py`` compares the settings with them.
     """
 
     def __init__(self, frame_path: str | Path, fg_path: str | Path | None = None, category: str | None = None,
-                 threads: int | None = None, precision: str = "auto", cpu_has_bf16: bool | None = None) -> None:
+                 threads: int | None = None, precision: str = "auto", cpu_has_bf16: bool | None = None,
+                 properties: dict[str, Any] | None = None) -> None:
         frame_path = Path(frame_path)
         if not frame_path.is_file():
             raise FileNotFoundError(f"ONNX graph not found: {frame_path}")
@@ -165,6 +174,7 @@ class OpenVinoBackend(Backend):
         (log.warning if self.choice.fallback else log.info)(
             "openvino: %s runs in %s: %s", frame_path.name, self.choice.precision.upper(), self.choice.reason)
         self.threads = int(threads)
+        self.properties = dict(properties or {})
         self.fg_compiled = self._compile(fg_path, "fp32")
         self.frame_compiled = self._compile(frame_path, self.choice.precision)
         cfg = frame_meta.config()
@@ -180,11 +190,20 @@ class OpenVinoBackend(Backend):
                                     "precision_reason": self.choice.reason})
         self._f_f: np.ndarray | None = None
 
-    def _compile(self, path: Path, precision: str) -> Any:
-        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+    def compile_config(self, precision: str) -> dict[str, Any]:
+        """The properties a graph of ``precision`` is compiled with."""
+        config = {**COMPILE_PROPERTIES, "INFERENCE_NUM_THREADS": self.threads,
                   "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        for key, value in self.properties.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        return config
+
+    def _compile(self, path: Path, precision: str) -> Any:
         try:
-            return self.core.compile_model(self.core.read_model(str(path)), "CPU", config)
+            return self.core.compile_model(self.core.read_model(str(path)), "CPU", self.compile_config(precision))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendError(f"openvino cannot compile {path}: {exc}") from exc
 

@@ -12,6 +12,7 @@ from realtime.backends.resolver import (BACKEND_CHOICES, PRECISION_CHOICES, PREC
 from realtime.cli import command_parser, terminal_tables
 from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESOLUTIONS, BenchBackend, BenchSettings,
                                     canonical_heatmaps, model_info, run_bench, to_markdown)
+from realtime.bench.peer import PeerError, PeerUnavailable
 from realtime.bench.report import environment, hardware_slug, write_report
 from realtime.bench.soak import run_soak, soak_markdown
 from realtime.config import CATEGORIES
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="canonical: replace the network's output by a canonical quad (auto: when untrained)")
     b.add_argument("--native", choices=("auto", "on", "off"), default="auto",
                    help="native kernels in the optimised pipeline (auto: where they win)")
+    b.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
+                   help="also time MediaPipe FaceMesh + a glasses warp on the same frames, interleaved, and report "
+                        "the ratio (needs the teacher env: $TEACHER_VENV or .venv-teacher, made by "
+                        "training/teacher/setup_env.sh; auto: when it exists)")
+    b.add_argument("--peer-venv", type=Path, metavar="DIR", help="the teacher env for --peer (default $TEACHER_VENV)")
     m = p.add_argument_group("mode").add_mutually_exclusive_group()
     m.add_argument("--stability", action="store_true", help="steadiness: jitter / lag on synthetic camera motion")
     m.add_argument("--soak", type=int, metavar="N", help="memory soak: push N frames, sample RSS and FPS")
@@ -123,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             settings = BenchSettings(frames=args.frames, warmup=args.warmup, naive=not args.no_naive,
                                      async_seconds=args.async_seconds, placement=args.placement,
                                      prefer_native={"auto": None, "on": True, "off": False}[args.native],
-                                     source=args.source)
-            report = run_bench(resolver, args.category, args.resolution, settings, threads)
+                                     source=args.source, peer=args.peer,
+                                     peer_venv=str(args.peer_venv) if args.peer_venv else None)
+            try:
+                report = run_bench(resolver, args.category, args.resolution, settings, threads)
+            except (PeerUnavailable, PeerError) as exc:
+                raise SystemExit(f"tryon bench: --peer: {exc}") from exc
             markdown, kind = to_markdown(report), "bench"
     finally:
         resolver.close()

@@ -48,6 +48,7 @@ import numpy as np
 from realtime.accessories import Accessory
 from realtime.backends.base import Backend, ModelInfo
 from realtime.backends.resolver import ModelResolver
+from realtime.bench.peer import PEER_NOTE, PEER_STAGES
 from realtime.bench.report import environment, fmt, run_context_line
 from realtime.codec import HeatmapCodec
 from realtime.geometry import DegenerateQuadError, composite_reference
@@ -256,6 +257,10 @@ class BenchSettings:
             ``canonical`` (see the module docstring).
         prefer_native: the optimised pipeline's native kernels (None = measured default).
         source: ``synthetic`` or a video file path.
+        peer: time MediaPipe FaceMesh + a glasses warp on the same frames, interleaved
+            (:mod:`realtime.bench.peer`): ``on`` (an error without the teacher environment),
+            ``auto`` (when it exists; else the report says why not) or ``off``.
+        peer_venv: the teacher environment (None: ``$TEACHER_VENV`` or ``.venv-teacher``).
     """
 
     frames: int = 100
@@ -265,8 +270,12 @@ class BenchSettings:
     placement: str = "auto"
     prefer_native: bool | None = None
     source: str = "synthetic"
+    peer: str = "off"
+    peer_venv: str | None = None
 
     def __post_init__(self) -> None:
+        if self.peer not in ("auto", "on", "off"):
+            raise ValueError(f"peer must be auto, on or off, got {self.peer!r}")
         if self.frames < 1 or self.warmup < 0:
             raise ValueError(f"frames must be >= 1 and warmup >= 0, got {self.frames}, {self.warmup}")
         if self.placement not in ("auto", "network", "canonical"):
@@ -322,6 +331,7 @@ class _Variant:
         e2e = np.asarray(self.samples["end_to_end"])
         fp = np.asarray(self.footprints) if self.footprints else np.zeros((0, 2))
         return {"stages": stats, "fps": float(1e3 / e2e.mean()) if e2e.size else float("nan"),
+                "inference": inference_budget(self.samples["infer"], self.samples["end_to_end"]),
                 "drawn_frac": self.drawn / n,
                 "footprint_px": [round(float(v), 1) for v in fp.mean(axis=0)] if len(fp) else None}
 
@@ -337,12 +347,14 @@ def model_info(backend: Backend, untrained: bool, description: str) -> dict[str,
 
 
 def bench_one(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], fps: float,
-              settings: BenchSettings, accessory: Accessory | None = None) -> dict[str, Any]:
-    """Optimised vs naive pipeline on one category and one set of frames.
+              settings: BenchSettings, accessory: Accessory | None = None, peer: Any = None) -> dict[str, Any]:
+    """Optimised vs naive pipeline on one category and one set of frames (and the peer, a
+    :class:`realtime.bench.peer.FaceMeshPeer` on the same frames, interleaved, when given).
 
     Returns:
         {"category", "resolution", "model", "placement", "optimised", "naive", "ratios",
-        "encode_fg"} (``naive``/``ratios`` absent when ``settings.naive`` is False).
+        "encode_fg", "peer"} (``naive``/``ratios`` absent when ``settings.naive`` is False,
+        ``peer`` without a peer).
     """
     from tqdm import tqdm
 
@@ -367,10 +379,24 @@ def bench_one(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], fp
         variants.append(make("naive", True, False))
     total = settings.warmup + settings.frames
     desc = f"bench {category} {first.shape[1]}x{first.shape[0]}"
+    steps: list[Any] = list(variants)
+    peer_samples: dict[str, list[float]] = {k: [] for k in PEER_STAGES}
+    peer_found = [0]
+    if peer is not None:
+        def peer_step(i: int) -> None:
+            reply = peer.step(i % len(jpegs))
+            if i >= settings.warmup:
+                for k in PEER_STAGES:
+                    peer_samples[k].append(reply["ms"][k])
+                peer_found[0] += bool(reply["found"])
+        steps.append(peer_step)
     for i in tqdm(range(total), desc=desc, leave=False, unit="frame"):
-        order = variants if i % 2 == 0 else variants[::-1]  # interleaved, alternating who goes first
+        order = steps[i % len(steps):] + steps[:i % len(steps)]  # interleaved, rotating who goes first
         for v in order:
-            v.step(jpegs[i % len(jpegs)], i, fps, record=i >= settings.warmup)
+            if isinstance(v, _Variant):
+                v.step(jpegs[i % len(jpegs)], i, fps, record=i >= settings.warmup)
+            else:
+                v(i)
     fg, _ = foreground_input(acc.rgba, inner.info.input_size)
     encode_fg = summarize_ms(time_calls(lambda: (inner.set_foreground(fg), inner.synchronize()),
                                         iters=max(3, min(20, settings.frames // 5)), warmup=1))
@@ -385,7 +411,27 @@ def bench_one(resolver: ModelResolver, category: str, jpegs: Sequence[bytes], fp
         opt, nai = out["optimised"]["stages"], out["naive"]["stages"]
         out["ratios"] = {k: _ratio(opt[k]["p50"], nai[k]["p50"]) for k in (*BENCH_STAGES, "end_to_end")}
         out["ratios"]["fps"] = _ratio(out["optimised"]["fps"], out["naive"]["fps"])
+    if peer is not None:
+        stages = {k: summarize_ms(np.asarray(v) / 1e3) for k, v in peer_samples.items()}
+        e2e = np.asarray(peer_samples["end_to_end"])
+        out["peer"] = {"stages": stages, "fps": float(1e3 / e2e.mean()), "found_frac": peer_found[0] / len(e2e),
+                       "versions": {k: v for k, v in peer.info.items() if k != "ready"}, "note": PEER_NOTE,
+                       "ratio_e2e_p50": _ratio(out["optimised"]["stages"]["end_to_end"]["p50"],
+                                               stages["end_to_end"]["p50"])}
     return out
+
+
+def inference_budget(infer_ms: Sequence[float], e2e_ms: Sequence[float]) -> dict[str, float] | None:
+    """What inference costs in synchronous frames (per-frame samples; 0 where it did not run):
+    the fraction of frames it ran on, its mean where it ran, its share of the frame time, the
+    frame rate it alone allows, and what everything else takes a frame."""
+    infer, e2e = np.asarray(infer_ms, np.float64), np.asarray(e2e_ms, np.float64)
+    ran = infer[infer > 0]
+    if not ran.size or not e2e.size:
+        return None
+    return {"ran_frac": float(ran.size / infer.size), "infer_ms": float(ran.mean()),
+            "infer_share": float(infer.sum() / e2e.sum()), "infer_cap_fps": float(1e3 / ran.mean()),
+            "rest_ms": float((e2e - infer).mean())}
 
 
 def _ratio(a: float, b: float) -> float:
@@ -460,15 +506,43 @@ def run_bench(resolver: ModelResolver, categories: Sequence[str], resolutions: S
             jpegs, fps = synthetic_jpegs(size_wh, count), CAMERA_FPS
         else:
             jpegs, fps = video_jpegs(settings.source, size_wh, count)
-        for category in categories:
-            run = bench_one(resolver, category, jpegs, fps, settings)
-            if settings.async_seconds > 0:
-                run["async"] = run_async(resolver, category, jpegs, settings.async_seconds,
-                                         placement=settings.placement, prefer_native=settings.prefer_native)
-            report["runs"].append(run)
-            log.info("%s", _run_line(run))
+        peer = _start_peer(settings, jpegs, report)
+        try:
+            for category in categories:
+                run = bench_one(resolver, category, jpegs, fps, settings, peer=peer)
+                if settings.async_seconds > 0:
+                    run["async"] = run_async(resolver, category, jpegs, settings.async_seconds,
+                                             placement=settings.placement, prefer_native=settings.prefer_native)
+                report["runs"].append(run)
+                log.info("%s", _run_line(run))
+        finally:
+            if peer is not None:
+                peer.close()
     report["load_avg_end"] = list(os.getloadavg())
     return report
+
+
+def _start_peer(settings: BenchSettings, jpegs: Sequence[bytes], report: dict[str, Any]) -> Any:
+    """The FaceMesh peer on these frames, or None (``report["peer"]`` says why not).
+
+    Raises:
+        PeerUnavailable: ``peer="on"`` without the teacher environment.
+    """
+    if settings.peer == "off":
+        report["peer"] = {"measured": False, "reason": "--peer off"}
+        return None
+    from realtime.bench.peer import FaceMeshPeer, PeerUnavailable
+
+    try:
+        peer = FaceMeshPeer(jpegs, bundled_accessories("glasses")[0], venv=settings.peer_venv)
+    except PeerUnavailable as exc:
+        if settings.peer == "on":
+            raise
+        log.warning("peer not measured: %s", exc)
+        report["peer"] = {"measured": False, "reason": str(exc)}
+        return None
+    report["peer"] = {"measured": True, **{k: v for k, v in peer.info.items() if k != "ready"}}
+    return peer
 
 
 def _run_line(run: dict[str, Any]) -> str:
@@ -476,6 +550,8 @@ def _run_line(run: dict[str, Any]) -> str:
     line = f"{run['category']} {run['resolution']}: optimised {opt['fps']:.1f} fps"
     if "naive" in run:
         line += f", naive {run['naive']['fps']:.1f} fps (x{run['ratios']['fps']:.2f})"
+    if "peer" in run:
+        line += f"; peer {run['peer']['fps']:.1f} fps (per-frame path / peer x{run['peer']['ratio_e2e_p50']:.2f})"
     if "async" in run:
         a = run["async"]
         line += f"; async display {a['display_fps']:.1f} fps, inference {a['inference_hz']:.1f} Hz"
@@ -526,6 +602,22 @@ def to_markdown(report: dict[str, Any]) -> str:
         if has_naive:
             fps += f", naive {fmt(run['naive']['fps'], 1)} fps: x{fmt(run['ratios']['fps'])} the frame rate"
         lines += ["", fps + "."]
+        budget = run["optimised"].get("inference")
+        if budget is not None:
+            lines.append(f"Inference alone (on {budget['ran_frac']:.0%} of the frames): {fmt(budget['infer_ms'], 1)} ms "
+                         f"mean where it ran, {budget['infer_share']:.0%} of the frame time: it caps the synchronous "
+                         f"rate at **{fmt(budget['infer_cap_fps'], 1)} fps**; everything but inference takes "
+                         f"{fmt(budget['rest_ms'], 1)} ms a frame (mean).")
+        if "peer" in run:
+            pr = run["peer"]
+            st = pr["stages"]
+            lines.append(f"Peer, MediaPipe FaceMesh + glasses warp on the same frames, interleaved (mediapipe "
+                         f"{pr['versions'].get('mediapipe')}): end to end p50 **{fmt(st['end_to_end']['p50'])} ms** "
+                         f"(capture {fmt(st['capture']['p50'])}, landmarks {fmt(st['landmarks']['p50'])}, composite "
+                         f"{fmt(st['composite']['p50'])}, display {fmt(st['display']['p50'])}), "
+                         f"{fmt(pr['fps'], 1)} fps, face found on {pr['found_frac']:.0%} of frames. "
+                         f"**Per-frame path / peer (p50): x{fmt(pr['ratio_e2e_p50'])}** (issue 14's target <= 1.5 at "
+                         f"720p, glasses).")
         if "async" in run:
             a = run["async"]
             lines.append(f"Async (source paced at {a['source_fps']:g} fps for {a['seconds']:g} s, inference on a "
@@ -533,8 +625,13 @@ def to_markdown(report: dict[str, Any]) -> str:
                          f"{a['frames_released']} frames shown), inference **{fmt(a['inference_hz'], 1)} Hz** "
                          f"(infer p50 {fmt((a['infer_ms'] or {}).get('p50'), 1)} ms).")
         lines.append("")
+    peer = report.get("peer")
+    if peer is not None and not peer.get("measured"):
+        lines += [f"Peer (MediaPipe FaceMesh + glasses warp): **not measured**: {peer['reason']}.", ""]
     lines += ["## What each timing includes", ""]
     lines += [f"* **{k}**: {v}" for k, v in report["notes"].items()]
+    if peer is not None and peer.get("measured"):
+        lines.append(f"* **peer**: {PEER_NOTE}")
     return "\n".join(lines) + "\n"
 
 

@@ -678,19 +678,17 @@ class LiveView:
             log.error("%s", exc)
         return True
 
-    def render(self, out: Output, screen_scale: float = 1.0) -> np.ndarray:
-        """The picture the window shows: mirrored (when on), HUD, recording indicator."""
-        # one pass over the frame (mirror or copy, dimmed when stale) into the display's own buffer;
-        # the overlays are drawn in place on it
-        view = self.preview.compose(out.composite, mirror=self.state.mirror, dim=out.stale)
+    def render(self, out: Output, screen_scale: float = 1.0, shown_wh: tuple[int, int] | None = None) -> np.ndarray:
+        """The picture the window shows: mirrored (when on), HUD, recording indicator; built no
+        larger than ``shown_wh`` needs (the picture's on-screen size, None: full size)."""
+        # one pass over the frame (reduce, mirror or copy, dimmed when stale) into the display's own
+        # buffer; the overlays are drawn in place on it
+        view = self.preview.compose(out.composite, mirror=self.state.mirror, dim=out.stale, shown_wh=shown_wh)
+        screen_scale *= self.preview.factor  # on-screen pixels per preview pixel
         if self.state.show_keypoints and out.estimate is not None:
             for layer in out.estimate.layers or (out.estimate,):
-                if layer.smooth_pts_xy is None:
-                    continue
-                pts = layer.smooth_pts_xy.copy()
-                if self.state.mirror:
-                    pts[:, 0] = view.shape[1] - 1 - pts[:, 0]
-                draw_quad(view, pts)
+                if layer.smooth_pts_xy is not None:
+                    draw_quad(view, self.preview.view_points(layer.smooth_pts_xy, view.shape[1], self.state.mirror))
         if self.state.hud:
             lines, warning = hud_text(out, self.session, KEY_LINES, debug=self.state.debug,
                                       mirrored=self.state.mirror)
@@ -706,7 +704,8 @@ class LiveView:
             self.last_view = self.render(out)
             return True
         h, w = out.composite.shape[:2]
-        self.last_view = self.render(out, self.window.update_scale((w, h)))
+        scale = self.window.update_scale((w, h))
+        self.last_view = self.render(out, scale, shown_wh=self.window.shown_size((w, h)))
         key = self.window.show(self.last_view)
         if self.window.closed:
             log.info("window closed: stopping")

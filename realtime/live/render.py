@@ -43,17 +43,22 @@ class Compositor:
 
     def __init__(self, prefer_native: bool | None = None) -> None:
         self.prefer_native = prefer_native
-        self._prepared: dict[int, tuple[Accessory, PreparedAccessory]] = {}
+        # per accessory object: (the accessory, premultiplied BGR, its alpha-box corners); the corners
+        # are computed once (Accessory.init_vertex_xy scans the alpha channel on every call)
+        self._prepared: dict[int, tuple[Accessory, PreparedAccessory, np.ndarray]] = {}
         self._last_warning = -float("inf")
         self.skipped = 0
 
-    def prepared(self, acc: Accessory) -> PreparedAccessory:
-        """The accessory premultiplied in BGR order (cached per accessory object)."""
+    def _entry(self, acc: Accessory) -> tuple[Accessory, PreparedAccessory, np.ndarray]:
         hit = self._prepared.get(id(acc))
         if hit is None or hit[0] is not acc:
-            hit = (acc, PreparedAccessory.from_rgba(acc.rgba, to_bgr=True))
+            hit = (acc, PreparedAccessory.from_rgba(acc.rgba, to_bgr=True), acc.init_vertex_xy.astype(np.float64))
             self._prepared[id(acc)] = hit
-        return hit[1]
+        return hit
+
+    def prepared(self, acc: Accessory) -> PreparedAccessory:
+        """The accessory premultiplied in BGR order (cached per accessory object)."""
+        return self._entry(acc)[1]
 
     def frame_from_fg(self, acc: Accessory, pts_xy: np.ndarray) -> np.ndarray:
         """Homography from accessory pixels to frame pixels for predicted corners ``pts_xy``.
@@ -61,7 +66,7 @@ class Compositor:
         Raises:
             DegenerateQuadError: the predicted quad cannot define a homography.
         """
-        return homography_from_quads(acc.init_vertex_xy, pts_xy)
+        return homography_from_quads(self._entry(acc)[2], pts_xy)
 
     def draw(self, frame: np.ndarray, acc: Accessory, pts_xy: np.ndarray) -> bool:
         """Composite ``acc`` onto ``frame`` (BGR, in place) at corners ``pts_xy`` (4, 2).

@@ -5,7 +5,8 @@ OpenCV's Qt build (the pip wheels on Linux) opens a ``WINDOW_NORMAL`` window at 
 with a debug toolbar and a status bar; ``WINDOW_GUI_NORMAL`` drops both, ``WINDOW_KEEPRATIO``
 keeps the frame's aspect when the user resizes, and :meth:`Window.show` sizes the window
 on the first frame (:func:`fit_size`). The HUD is drawn for the on-screen size
-(:attr:`Window.display_scale`), so its text keeps its size however large the frame is.
+(:attr:`Window.display_scale`), so its text keeps its size however large the frame is, and the
+preview is built no larger than the window shows it (:meth:`Window.shown_size`).
 
 Closing: OpenCV has no close callback; after each ``waitKeyEx`` the window's
 ``WND_PROP_VISIBLE`` property is read, and below 1 means the user closed it.
@@ -135,6 +136,12 @@ class Window:
             if w > 0 and h > 0:
                 self.display_scale = min(w / frame_wh[0], h / frame_wh[1])
         return self.display_scale
+
+    def shown_size(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
+        """The picture's size on screen for ``frame_wh`` frames (after :meth:`update_scale`): what
+        the preview needs to be built at (:class:`realtime.live.display.PreviewBuffer`)."""
+        s = self.display_scale
+        return max(1, int(round(frame_wh[0] * s))), max(1, int(round(frame_wh[1] * s)))
 
     def show(self, image: np.ndarray) -> int:
         """Show a frame, poll the keyboard (1 ms); returns the key code (-1 none).

@@ -270,3 +270,39 @@ def test_interrupt_finalises_the_recording(tmp_path, tiny_checkpoints, sig):
     n = _count_frames(out)
     assert 10 <= n < 400
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_the_window_gets_a_preview_no_larger_than_it_shows(tiny_checkpoints):
+    from skimage.data import astronaut
+
+    from realtime.live.window import Window
+
+    class HalfSizeWindow:  # a window fitted to a screen half the frame's size (no display needed)
+        closed = False
+        display_scale = 0.5
+        shown: list = []
+
+        def update_scale(self, frame_wh):
+            return self.display_scale
+
+        shown_size = Window.shown_size
+
+        def show(self, image):
+            self.shown.append(image.copy())
+            return -1
+
+        def close(self):
+            pass
+
+    frames = [PortraitMotionSource(astronaut(), size_wh=(320, 180), fps=10, seconds=0.3)._get(i) for i in range(3)]
+    session = _session(tiny_checkpoints)
+    view = LiveView(session, ViewState(mirror=True, hud=False), record_path=None, fps=10, show_window=False)
+    view.window = HalfSizeWindow()
+    comps = []
+    FrameLoop(GeneratedSource(frames, fps=10), session.pipeline,
+              [view, lambda out: comps.append(out.composite.copy())], mode="sync").run()
+    assert len(view.window.shown) == 3
+    for shown, comp in zip(view.window.shown, comps):
+        assert shown.shape == (90, 160, 3)  # 2 x 2 composite pixels per preview pixel
+        ref = comp.reshape(90, 2, 160, 2, 3).astype(np.int32).sum(axis=(1, 3))
+        assert np.abs(shown.astype(np.int32) - ((ref + 2) // 4)[:, ::-1]).max() <= 1  # reduced, then mirrored

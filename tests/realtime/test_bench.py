@@ -19,24 +19,6 @@ from realtime.procedural import bundled_accessories
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture
-def one_thread():
-    """The resolver sets torch's process-wide thread count: restore it afterwards."""
-    before = torch.get_num_threads()
-    yield 1
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def tiny_resolver(one_thread, tmp_path):
-    from realtime.backends.resolver import ModelResolver
-
-    # an empty weights folder: the random-init tiny fallback, not the shipped models
-    resolver = ModelResolver("torch", preset="tiny", threads=one_thread, weights_dir=tmp_path)
-    yield resolver
-    resolver.close()
-
-
 def _check_summary(s: dict) -> None:
     assert s["n"] > 0
     assert s["p50"] <= s["p95"] <= s["p99"]
@@ -64,6 +46,11 @@ def test_bench_report_structure(tiny_resolver, tmp_path):
     markdown = latency.to_markdown(report)
     for stage in (*latency.BENCH_STAGES, "end_to_end"):
         assert f"| {stage} |" in markdown
+    budget = run["optimised"]["inference"]
+    assert 0 < budget["infer_share"] < 1 and 0 < budget["ran_frac"] <= 1 and "Inference alone (on " in markdown
+    b = latency.inference_budget([0.0, 30.0, 10.0, 0.0], [5.0, 40.0, 20.0, 7.0])  # inference ran on 2 of 4 frames
+    assert b == pytest.approx({"ran_frac": 0.5, "infer_ms": 20.0, "infer_share": 40 / 72, "infer_cap_fps": 50.0,
+                               "rest_ms": 8.0})
     paths = bench_report.write_report(report, tmp_path / "bench.json", markdown)
     assert json.loads(paths[0].read_text())["runs"][0]["category"] == "glasses"
     assert paths[1].read_text() == markdown

@@ -66,3 +66,42 @@ def test_window_detection_reads_only_its_window(monkeypatch):
     assert [(f.cx, f.cy, f.side) for f in got] == [(f.cx, f.cy, f.side) for f in expected]
     # Only the window was converted to grey (after its downscale to the detector's window size).
     assert len(converted) == 1 and converted[0][0] <= y1 - y0 and converted[0][1] <= x1 - x0
+
+
+def test_reduction_factor_keeps_the_preview_at_least_as_large_as_the_window():
+    from realtime.live.display import reduction_factor
+    from realtime.live.window import fit_size
+
+    assert reduction_factor((3840, 2160), fit_size((3840, 2160), (1920, 1080))) == 2  # 1632x918 on screen
+    assert reduction_factor((1920, 1080), fit_size((1920, 1080), (1920, 1080))) == 1
+    assert reduction_factor((3840, 2160), (1280, 720)) == 3
+    assert reduction_factor((3840, 2160), (1281, 720)) == 2  # 3840 / 3 = 1280 < 1281: never below the screen
+    assert reduction_factor((640, 480), (1920, 1080)) == 1  # never enlarged
+    assert reduction_factor((640, 480), None) == 1
+
+
+def test_reduced_preview_is_the_box_average_mirrored_and_its_overlays_land_on_the_same_pixels():
+    comp = _frame(270, 481)  # an odd width: the last column is left out of the 2 x 2 blocks
+    before = comp.copy()
+    preview = PreviewBuffer()
+    for mirrored in (True, False):
+        view = preview.compose(comp, mirror=mirrored, shown_wh=(200, 120))
+        assert preview.factor == 2 and view.shape == (135, 240, 3)
+        blocks = comp[:270, :480].reshape(135, 2, 240, 2, 3).astype(np.int32).sum(axis=(1, 3))
+        ref = ((blocks + 2) // 4).astype(np.uint8)  # the rounded mean of each 2 x 2 block
+        if mirrored:
+            ref = ref[:, ::-1]
+        assert np.abs(view.astype(np.int32) - ref).max() <= 1
+        # composite pixel (x, y) is in preview pixel (x // 2, y // 2), mirrored with the picture
+        pts = preview.view_points(np.array([[10.0, 20.0], [11.0, 21.0], [479.0, 269.0]]), view.shape[1], mirrored)
+        cols = [239 - c if mirrored else c for c in (5, 5, 239)]
+        np.testing.assert_allclose(np.round(pts), np.array([[cols[0], 10], [cols[1], 10], [cols[2], 134]]), atol=0.5)
+    # the HUD is drawn at the same on-screen size as on the full preview (its panel: half as many pixels)
+    hud = (["display 30.0 fps"], None)
+    full = PreviewBuffer().compose(comp, hud=hud, screen_scale=0.5)
+    rows_full = np.flatnonzero((full != comp[:, ::-1]).any(axis=(1, 2))).max()
+    mirrored_small = preview.compose(comp, shown_wh=(240, 135)).copy()
+    small = preview.compose(comp, hud=hud, shown_wh=(240, 135), screen_scale=0.5)
+    rows_small = np.flatnonzero((small != mirrored_small).any(axis=(1, 2))).max()
+    assert abs(rows_full / 2 - rows_small) <= 2
+    np.testing.assert_array_equal(comp, before)

@@ -187,3 +187,24 @@ def test_explicit_openvino_backend_runs_user_onnx_and_checkpoints(export_dir, pe
     assert by_onnx("glasses").info.backend == "openvino"
     by_ckpt = ModelResolver("openvino", checkpoints=[peaked_checkpoint], threads=1)
     assert by_ckpt("glasses").info.backend == "openvino"
+
+
+def test_compile_properties_can_be_added_and_removed(export_dir):
+    from realtime.backends.openvino_backend import COMPILE_PROPERTIES
+
+    frame = export_dir / "glasses_64_frame_fp32.onnx"
+    plain = OpenVinoBackend(frame, threads=1, precision="fp32")
+    assert str(plain.frame_compiled.get_property("PERFORMANCE_HINT")) == str(COMPILE_PROPERTIES["PERFORMANCE_HINT"])
+    assert str(plain.frame_compiled.get_property("PERF_COUNT")) in ("False", "NO")
+    tuned = OpenVinoBackend(frame, threads=1, precision="fp32",
+                            properties={"PERF_COUNT": True, "PERFORMANCE_HINT": None})
+    for compiled in (tuned.frame_compiled, tuned.fg_compiled):
+        assert str(compiled.get_property("PERF_COUNT")) in ("True", "YES")
+    assert "PERFORMANCE_HINT" not in tuned.compile_config("fp32") and tuned.compile_config("fp32")["PERF_COUNT"]
+    assert plain.compile_config("fp32") == {**COMPILE_PROPERTIES, "INFERENCE_NUM_THREADS": 1,
+                                            "INFERENCE_PRECISION_HINT": "f32"}
+    for b in (plain, tuned):
+        b.set_foreground(np.zeros((1, 4, 64, 64), np.float32))
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    np.testing.assert_array_equal(plain.infer(x), tuned.infer(x))  # settings, not numerics
+    assert tuned._request.get_profiling_info()  # the per-layer counters the benchmark reads
