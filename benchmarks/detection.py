@@ -35,7 +35,10 @@ cost per frame (detection amortised: a 720p clip of the astronaut, detection-onl
 
     python benchmarks/detection.py [--limit N] [--roll-limit 100] [--detectors cascade,dlib-hog]
 
-Writes benchmarks/results/detection_<date>_<cpu>.{md,json}.
+Writes benchmarks/results/detection_<date>_<cpu>.{md,json}. ``--merge EARLIER.json`` adds
+the detectors of an earlier run made with the same photos and settings (checked) to the
+report, each with the load average of its own run (``run``), so that slow detectors need not
+be measured again beside a new one.
 """
 
 from __future__ import annotations
@@ -333,7 +336,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         if "error" in res:
             lines += [f"## {name}", "", f"not run: {res['error']}", ""]
             continue
-        lines += [f"## {name}", "", f"calibration (teacher box in detector-box units): {res['calibration']}", ""]
+        lines += [f"## {name}", ""]
+        if "run" in res:
+            run = res["run"]
+            lines += [f"measured {run['time']}, load average {', '.join(f'{v:.1f}' for v in run['load_avg'])} at start, "
+                      f"{', '.join(f'{v:.1f}' for v in run['load_avg_end'] or [])} at end", ""]
+        lines += [f"calibration (teacher box in detector-box units): {res['calibration']}", ""]
         variants_ = list(res["recall"]["single"])
         lines += ["| variant | " + " | ".join(f"recall {m} (n)" for m in res["recall"]) + " |",
                   "|---|" + "---|" * len(res["recall"])]
@@ -364,6 +372,29 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Report keys two runs must share to be merged into one table.
+MERGE_KEYS = ("split", "test_photos", "calib_photos", "roll_photos", "negatives", "threads")
+
+
+def merge_into(report: dict[str, Any], path: Path) -> None:
+    """Add the detectors of the earlier report ``path`` (same photos / settings) to ``report``.
+
+    Raises:
+        ValueError: the earlier report was made with other settings (the message names the key).
+    """
+    import json
+
+    other = json.loads(Path(path).read_text())
+    for key in MERGE_KEYS:
+        if other.get(key) != report.get(key):
+            raise ValueError(f"--merge {path}: {key} is {other.get(key)!r} there, {report.get(key)!r} here")
+    for name, res in other["detectors"].items():
+        if name not in report["detectors"]:
+            res.setdefault("run", {"time": other.get("time"), "load_avg": other["load_avg"],
+                                   "load_avg_end": other.get("load_avg_end")})
+            report["detectors"][name] = res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "faces",
@@ -378,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectors", default=",".join(detector_names()))
     ap.add_argument("--reps", type=int, default=10, help="latency repetitions")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--merge", type=Path, action="append", default=[], metavar="REPORT.json",
+                    help="include the detectors of an earlier report with the same photos and settings")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     test, calib_rows = teacher_boxes(args.photos, args.cache, args.split, args.calib)
@@ -402,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                      args.reps)}
         res["summary"] = summarize(res)
         report["detectors"][name] = res
+        res["run"] = {"time": report["time"], "load_avg": report["load_avg"], "load_avg_end": list(os.getloadavg())}
     report["load_avg_end"] = list(os.getloadavg())
+    for path in args.merge:
+        merge_into(report, path)
     md = to_markdown(report)
     print(md)
     for p in write_report(report, args.out_dir / f"detection_{report['date']}_{hardware_slug(report)}.json", md):

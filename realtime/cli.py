@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-dataset": ("build STRAT-format data: synthetic, or pseudo-STRAT from real photos",
                      "training.make_dataset:main"),
     "train": ("train a model for one accessory category", "training.train:main"),
+    "train-detector": ("train the project's own face detector (tryon-face) and export it to ONNX",
+                       "training.face_detector:main"),
     "eval": ("evaluate a checkpoint / ONNX / engine: LSSIM, IoU, Disp", "training.evaluate:main"),
     "ship": ("make a trained checkpoint a shipped default: fp16 weights, model card, result grid",
              "training.ship:main"),
