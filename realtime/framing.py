@@ -55,6 +55,13 @@ class RoiConfig:
         center_dy: vertical crop-centre offset in face sizes (positive = down).
         detect_every: frames between re-detections while tracking (a window search around
             the face, about 5-12 ms on one CPU core whatever the resolution, so ~2 ms a frame).
+        confirmed_detect_every: frames between re-detections while the network confirms the
+            followed face (verified, and its keypoints followed it since the last detection):
+            then a detection only guards against drift (most land in the dead-band), and it is
+            the tracker's main cost (the cascade's window search: 5-40 ms unloaded, up to 200 ms
+            on the loaded 2-core machine of benchmarks/results). A missed one then
+            stays a window search at this rate (the face may be rolled beyond what the
+            detector sees; the presence check decides whether it left).
         lost_detect_every: frames between (full-frame, about 40 ms) detection attempts after
             a miss or while nobody is found.
         max_missed: failed detections in a row, with no confident keypoint follow in
@@ -72,6 +79,11 @@ class RoiConfig:
         acquire_views: while nobody is followed, search one extra rotated / padded view
             per detection attempt (:data:`realtime.live.detectors.ACQUIRE_VIEWS`).
         roll_aware: turn the crop with the followed face's roll.
+        roll_deadband_deg: the crop's roll moves only when the followed roll is more than
+            this many degrees away from it, and then by the excess (a backlash): the network's
+            roll wobbles by about a degree while the face moves (1.2 degrees median on the
+            steadiness script's slow pan, benchmarks/results/stability_*), and the dead-band
+            keeps that wobble out of the crop. 0 turns the crop with every change.
         redetect_deadband: while the keypoints follow the face, a re-detection closer than
             this (face sizes for the centre, natural log for the size) to the followed face
             confirms it and changes nothing; a larger difference is applied (drift
@@ -92,6 +104,7 @@ class RoiConfig:
     center_dx: float = 0.0
     center_dy: float = 0.0
     detect_every: int = 5
+    confirmed_detect_every: int = 30
     lost_detect_every: int = 5
     max_missed: int = 3
     max_missed_following: int = 0
@@ -100,6 +113,7 @@ class RoiConfig:
     absent_frames: int = 3
     acquire_views: bool = True
     roll_aware: bool = True
+    roll_deadband_deg: float = 1.5
     redetect_deadband: float = 0.3
     settle_tol: float = 0.05
     max_follow_step: float = 0.25
@@ -113,11 +127,14 @@ class RoiConfig:
     def __post_init__(self) -> None:
         if self.side <= 0:
             raise ValueError(f"roi.side must be > 0, got {self.side}")
-        if self.detect_every < 1 or self.lost_detect_every < 1 or self.max_missed < 1:
-            raise ValueError("roi.detect_every, roi.lost_detect_every and roi.max_missed must be >= 1")
+        if min(self.detect_every, self.confirmed_detect_every, self.lost_detect_every, self.max_missed) < 1:
+            raise ValueError("roi.detect_every, roi.confirmed_detect_every, roi.lost_detect_every and "
+                             "roi.max_missed must be >= 1")
         if self.verify_frames < 1 or self.absent_frames < 1 or self.max_missed_following < 0:
             raise ValueError("roi.verify_frames and roi.absent_frames must be >= 1, "
                              "roi.max_missed_following >= 0")
+        if self.roll_deadband_deg < 0:
+            raise ValueError(f"roi.roll_deadband_deg must be >= 0, got {self.roll_deadband_deg}")
         if self.redetect_deadband < 0:
             raise ValueError(f"roi.redetect_deadband must be >= 0, got {self.redetect_deadband}")
 

@@ -448,9 +448,15 @@ class TryOnPipeline:
             with times.stage("smooth"):
                 out = self.smoother.update(raw, confidence, t)
             gate = self.smoother.cfg
+            # The raw quad's roll turns the next crop (through the tracker's dead-band): the smoothed
+            # one lags (its cutoff at rest, 0.05 Hz, is for the display), and a late-turning crop fed
+            # that lag back into the keypoints.
             roll = None
-            if out.pts_xy is not None:  # the smoothed quad's roll turns the next crop
-                roll = math.degrees(quad_to_params(out.pts_xy)[2]) - self._acc_quad[2]
+            if confidence >= gate.show_confidence:
+                try:
+                    roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
+                except ValueError:  # a degenerate quad has no roll
+                    roll = None
             # Presence: below show_confidence counts as "no face here" for the tracker, not only below
             # the gate's hide_confidence: on a non-face picture left where the face was (the space
             # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
@@ -461,7 +467,10 @@ class TryOnPipeline:
                 self.smoother.reset()
                 return Estimate(frame.index, t, acc, roi, raw, None, confidence, False, self.tracker.reason,
                                 times.ms)
-            visible = out.visible and self.tracker.verified
+            # Hidden from the first frame the network calls absent (not after the gate's hide_frames
+            # below hide_confidence): with the face gone the accessory was drawn on 2 of every away
+            # segment's frames before the face was dropped on the 3rd.
+            visible = out.visible and self.tracker.showing
             status = STATUS_OK if visible else (self.tracker.reason or STATUS_LOW_CONFIDENCE)
             return Estimate(frame.index, t, acc, roi, raw, out.pts_xy, confidence, visible, status, times.ms)
 

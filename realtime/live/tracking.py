@@ -12,7 +12,8 @@ Pipeline of this stage (:class:`RoiTracker`):
    (:data:`~realtime.live.detectors.ACQUIRE_VIEWS`). Detection runs at start, every
    ``detect_every`` frames to correct drift, and every ``lost_detect_every`` frames while
    nobody is found; a tracked face is searched in a window around it, then in the whole
-   frame after a miss; both de-rotated by the followed roll when it exceeds
+   frame after a miss (a window again, every ``confirmed_detect_every`` frames, while the
+   network confirms the followed face); both de-rotated by the followed roll when it exceeds
    :data:`ROLL_VIEW_DEG`. While the keypoints follow the face, a re-detection that lands
    within ``redetect_deadband`` face sizes (and log-size) of the followed face only
    confirms it: the cascade's box wobbles by a few percent between frames, and applying
@@ -28,8 +29,9 @@ Pipeline of this stage (:class:`RoiTracker`):
    jitter (:mod:`realtime.live.smoothing`).
 4. **Crop**: square box = face box shifted by (center_dx, center_dy) face sizes (in the
    face's axes) and scaled to ``side`` face sizes (:class:`RoiConfig`), rotated by the
-   followed face's roll (the smoothed quad's roll, fed back by :meth:`RoiTracker.observe`,
-   as face-landmark trackers do with the previous frame's landmarks) so that the face is
+   followed face's roll (the previous frame's quad roll through a dead-band of
+   ``roll_deadband_deg``, fed back by :meth:`RoiTracker.observe`, as face-landmark trackers
+   do with the previous frame's landmarks) so that the face is
    upright in it, through :func:`realtime.geometry.rotated_crop_from_box`; keypoints go back
    through the inverse (:meth:`realtime.framing.Roi.to_frame`). Pixels outside the frame
    are black, as in training's augmentation.
@@ -145,9 +147,22 @@ class RoiTracker:
         return self._verified
 
     @property
+    def showing(self) -> bool:
+        """Drawing is allowed on this frame: the face is verified and the network did not call
+        the last frame absent (the accessory goes on the first such frame; the face itself is
+        only dropped after ``absent_frames`` of them)."""
+        return self._verified and self._absent == 0
+
+    @property
     def roll_deg(self) -> float:
         """The followed face's roll (degrees, + = clockwise on screen) the crop turns by."""
         return self._roll
+
+    @property
+    def _confirmed(self) -> bool:
+        """The network has verified the face, was confident on the last frame, and its keypoints
+        followed the face since the last detection."""
+        return self._verified and self._followed and self._unconfirmed == 0
 
     def _plausible(self, face: FaceBox) -> bool:
         """A full-frame detection while tracking must be about the tracked face's size, and
@@ -160,7 +175,7 @@ class RoiTracker:
     def _search(self, frame_bgr: np.ndarray) -> tuple[list[FaceBox], bool]:
         """One detection attempt: (faces, whether it was a window search)."""
         det = self.detector
-        if self._face is not None and self._missed == 0:
+        if self._face is not None and (self._missed == 0 or self._confirmed):
             near = FaceBox(*self._face)
             if abs(self._roll) > ROLL_VIEW_DEG:
                 return detect_rolled_near(det, frame_bgr, near, self._roll), True
@@ -220,7 +235,12 @@ class RoiTracker:
         for r in self._rejected:
             r[1] -= 1
         self._rejected = [r for r in self._rejected if r[1] > 0]
-        every = self.cfg.lost_detect_every if self._face is None or self._missed else self.cfg.detect_every
+        if self._face is None:
+            every = self.cfg.lost_detect_every
+        elif self._confirmed:  # the network follows the face: detection only guards against drift
+            every = self.cfg.confirmed_detect_every
+        else:
+            every = self.cfg.lost_detect_every if self._missed else self.cfg.detect_every
         if self._face is None or self._since_detect >= every:
             self._detect(frame_bgr)
         if self._face is None:
@@ -243,8 +263,10 @@ class RoiTracker:
         ``absent_frames`` frames in a row that the network calls ``absent`` (default: not
         confident): the person left.
 
-        Roll: a confident frame's ``roll_deg`` (the *smoothed* quad's roll relative to the
-        accessory's upright quad) turns the next crops, so the face stays upright in them.
+        Roll: a confident frame's ``roll_deg`` (the quad's roll relative to the accessory's
+        upright quad) turns the next crops, so the face stays upright in them; the crop
+        turns only by what exceeds ``roll_deadband_deg`` (a backlash, so the wobble of the
+        prediction is not fed back).
 
         The quad's offset and size relative to the face are learned on the first confident
         quad after a detection, but only once the smoothed crop has settled on that
@@ -282,7 +304,10 @@ class RoiTracker:
         if not np.all(np.isfinite(pts)):
             return True
         if roll_deg is not None and np.isfinite(roll_deg) and self.cfg.roll_aware:
-            self._roll = _wrap_deg(float(roll_deg))
+            diff = _wrap_deg(float(roll_deg) - self._roll)  # backlash: wobbles inside the dead-band stay out
+            band = self.cfg.roll_deadband_deg
+            if abs(diff) > band:
+                self._roll = _wrap_deg(self._roll + diff - math.copysign(band, diff))
         qc, qs = pts.mean(axis=0), quad_size(pts)
         if qs < 1.0:
             return True

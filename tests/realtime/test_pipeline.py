@@ -142,10 +142,13 @@ class ScriptedDetector:
         return [FaceBox(*self.box)]
 
 
-def _followed_tracker(deadband: float, frame: np.ndarray) -> tuple[RoiTracker, ScriptedDetector, np.ndarray]:
-    """A tracker that has settled on a still face at (200, 150), side 80, with keypoints following it."""
+def _followed_tracker(deadband: float, frame: np.ndarray, confirmed_every: int = 5
+                      ) -> tuple[RoiTracker, ScriptedDetector, np.ndarray]:
+    """A tracker that has settled on a still face at (200, 150), side 80, with keypoints following it
+    (re-detecting every 5 frames, unless ``confirmed_every`` says otherwise)."""
     detector = ScriptedDetector((200.0, 150.0, 80.0))
-    tracker = RoiTracker(roi_config("glasses", redetect_deadband=deadband), SIZE, detector=detector)
+    tracker = RoiTracker(roi_config("glasses", redetect_deadband=deadband, confirmed_detect_every=confirmed_every),
+                         SIZE, detector=detector)
     quad = np.array([[170.0, 130.0], [230.0, 130.0], [230.0, 150.0], [170.0, 150.0]])  # glasses on the face
     for i in range(3 * tracker.cfg.detect_every):
         tracker.update(frame, i / 30)
@@ -189,9 +192,28 @@ def test_redetection_is_applied_without_deadband_or_without_following():
     np.testing.assert_allclose(tracker._face, np.array(detector.box))
 
 
+def test_a_face_the_network_confirms_is_redetected_less_often():
+    frame = np.zeros((300, 400, 3), np.uint8)
+    tracker, detector, quad = _followed_tracker(0.3, frame, confirmed_every=30)
+    calls = detector.calls
+    for i in range(60):  # the network keeps confirming the face: 2 drift checks in 60 frames
+        tracker.update(frame, 2 + i / 30)
+        tracker.observe(quad, confident=True)
+    assert detector.calls - calls == 2
+    calls = detector.calls
+    for i in range(30):  # the network is unsure (not absent): re-detect every detect_every frames
+        tracker.update(frame, 4 + i / 30)
+        tracker.observe(quad, confident=False, absent=False)
+    assert detector.calls - calls == 30 // tracker.cfg.detect_every
+
+
 def test_roi_config_rejects_a_negative_deadband():
     with pytest.raises(ValueError, match="redetect_deadband"):
         roi_config("glasses", redetect_deadband=-0.1)
+    with pytest.raises(ValueError, match="roll_deadband_deg"):
+        roi_config("glasses", roll_deadband_deg=-1.0)
+    with pytest.raises(ValueError, match="confirmed_detect_every"):
+        roi_config("glasses", confirmed_detect_every=0)
 
 
 # --------------------------------------------------------------------------------------
@@ -438,3 +460,20 @@ def test_outfit_composites_every_category_tie_glasses_hat():
     assert pipe.process(frame)[0].layers == ()
     with pytest.raises(ValueError, match="no accessories of shoes"):
         pipe.set_outfit(["shoes"])
+
+
+def test_the_crop_roll_ignores_wobble_inside_its_deadband():
+    frame = np.zeros((300, 400, 3), np.uint8)
+    tracker, _, quad = _followed_tracker(0.3, frame)
+    band = tracker.cfg.roll_deadband_deg
+    start = tracker.roll_deg
+    for i, wobble in enumerate([0.8, -0.9, 1.2, -1.4, 0.5] * 4):  # the network's roll wobbling
+        tracker.update(frame, 2 + i / 30)
+        tracker.observe(quad, confident=True, roll_deg=start + wobble)
+        assert tracker.roll_deg == start, "a wobble inside the dead-band does not turn the crop"
+    tracker.update(frame, 3.0)
+    tracker.observe(quad, confident=True, roll_deg=start + 10.0)  # a real turn: follows, one band behind
+    assert tracker.roll_deg == pytest.approx(start + 10.0 - band)
+    tracker.update(frame, 3.1)
+    tracker.observe(quad, confident=True, roll_deg=start - 10.0)
+    assert tracker.roll_deg == pytest.approx(start - 10.0 + band)

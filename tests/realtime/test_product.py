@@ -392,3 +392,17 @@ def test_tryon_doctor_without_arguments_checks_this_machine(capsys, monkeypatch)
     assert "H.264 recording" in out and "-> connect one" in out
     monkeypatch.setattr(doctor, "check_backends", lambda: doctor.Check("backends", "fail", "neither", "pip install"))
     assert main(["doctor"]) == 1
+
+
+def test_hud_says_why_nothing_is_drawn(tmp_path, tiny_checkpoints):
+    from realtime.live.app import hud_text
+    from realtime.live.pipeline import Estimate, Output
+    from realtime.live.tracking import REASON_CHECKING, REASON_LEFT, REASON_REJECTED
+
+    view, out = _view(tmp_path, tiny_checkpoints)
+    acc = view.session.pipeline.accessory
+    for reason in (REASON_CHECKING, REASON_REJECTED, REASON_LEFT):
+        est = Estimate(0, 0.0, acc, None, None, None, 0.3, False, reason, {})
+        _, warning = hud_text(Output(out.frame, est, out.composite), view.session)
+        assert warning == reason
+        assert est.record()["status"] == reason and est.record()["visible"] is False  # the keypoint log

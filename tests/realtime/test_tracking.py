@@ -210,12 +210,14 @@ def test_a_rolling_face_keeps_the_crop_upright_through_60_degrees_without_redete
         crop_angles.append(math.degrees(math.atan2(d[1], d[0])))
         drawn.append(est.visible)
     crop_angles = np.array(crop_angles)
-    assert detector.times == 1 and detector.calls > 10, "no re-detection ever succeeded: the keypoints followed"
+    # Re-detections were tried (every confirmed_detect_every frames) and all failed: the keypoints followed.
+    assert detector.times == 1 and detector.calls > 5, "no re-detection ever succeeded: the keypoints followed"
     # The eye line stays near horizontal in the crop all along (the ramps move 1-2 degrees a frame).
     assert np.max(np.abs(crop_angles)) < 12.0
     held = np.r_[90:100, 220:230]  # the last third of each hold
-    assert np.max(np.abs(crop_angles[held])) < 2.0, "on a held roll the crop is upright"
-    assert abs(pipe.tracker.roll_deg + 60.0) < 2.0
+    band = pipe.tracker.cfg.roll_deadband_deg  # the crop turns only beyond its dead-band
+    assert np.max(np.abs(crop_angles[held])) < band + 1.0, "on a held roll the crop is upright"
+    assert abs(pipe.tracker.roll_deg + 60.0) < band + 1.0
     assert np.mean(drawn[5:]) > 0.97
 
 
@@ -248,7 +250,7 @@ def test_the_accessory_disappears_within_3_frames_after_the_face_leaves():
         visible.append(est.visible)
         statuses.append(est.status)
     assert all(visible[5:30]), "drawn while the face is there"
-    assert not any(visible[33:]), "gone within 3 frames of the face leaving"
+    assert not any(visible[30:]), "gone on the first frame without the face"
     assert REASON_LEFT in statuses[30:34]
     # The keypoint log says why nothing is drawn.
     rec = pipe.estimate(Frame(empty, 60, 2.0)).record()
