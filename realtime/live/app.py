@@ -879,6 +879,8 @@ def run_demo(opts: DemoOptions) -> LoopReport:
     pipe = session.pipeline
     source = PortraitMotionSource(astronaut(), size_wh=opts.resolution, fps=opts.fps, seconds=opts.seconds)
     schedule = demo_schedule(pipe.catalogue)
+    if opts.session.category:  # --category: that category's accessories only (before any outfit)
+        schedule = [a for a in schedule if a.category == opts.session.category]
     per = max(1, int(round(opts.switch_every * opts.fps)))
     outfit = opts.session.outfit or tuple(pipe.catalogue)
     outfit_from = 0 if opts.session.outfit else (None if opts.outfit_at is None or len(outfit) < 2

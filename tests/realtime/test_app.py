@@ -165,6 +165,19 @@ def test_demo_renders_all_categories(tmp_path, tiny_checkpoints):
     assert cats == ["glasses"] * 4 + ["hat"] * 4 + ["tie"] * 4
 
 
+
+def test_demo_category_shows_that_category_only(tmp_path, tiny_checkpoints):
+    """``tryon demo --category tie`` cycles the ties (it used to start the glasses whatever it was told)."""
+    out, kp = tmp_path / "demo.mp4", tmp_path / "demo.jsonl"
+    args = ["--out", str(out), "--seconds", "0.8", "--fps", "10", "--resolution", "320x180", "--switch-every", "0.2",
+            "--category", "tie", "--outfit-at", "-1", "--keypoints-out", str(kp)]
+    for path in tiny_checkpoints.values():
+        args += ["--checkpoint", str(path)]
+    assert demo_main(args) == 0
+    recs = _check_jsonl(kp, 8)
+    assert {r["category"] for r in recs} == {"tie"}
+    assert len({r["accessory"] for r in recs}) > 1, "it still cycles the category's accessories"
+
 def _session(tiny_checkpoints) -> Session:
     resolver = ModelResolver("torch", checkpoints=list(tiny_checkpoints.values()))
     from realtime.procedural import bundled_accessories
