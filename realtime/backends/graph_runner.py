@@ -28,30 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from realtime.backends.onnx_backend import onnx_metadata  # noqa: F401  (re-exported: the detector reads its metadata)
 from realtime.errors import BackendError
 
 log = logging.getLogger(__name__)
 
 GRAPH_BACKENDS = ("auto", "openvino", "onnxruntime", "tensorrt")
-
-
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (reads the protobuf, not a runtime).
-
-    Raises:
-        FileNotFoundError: no such file.
-        BackendError: not a readable ONNX model (message names it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX graph not found: {path}")
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError & co.
-        raise BackendError(f"{path}: not a readable ONNX model ({exc})") from exc
-    return {p.key: p.value for p in model.metadata_props}
 
 
 class GraphRunner(ABC):
@@ -213,15 +195,9 @@ def open_graph(path: str | Path, backend: str = "auto", threads: int | None = No
     if not path.is_file():
         raise FileNotFoundError(f"ONNX graph not found: {path}")
     if backend == "auto":
-        if _cuda_available():
-            backend = "tensorrt"
-        else:
-            try:
-                import openvino  # noqa: F401
+        from realtime.backends.resolver import openvino_available
 
-                backend = "openvino"
-            except ImportError:
-                backend = "onnxruntime"
+        backend = "tensorrt" if _cuda_available() else "openvino" if openvino_available() else "onnxruntime"
     if backend == "tensorrt":
         return _TrtGraph(path)
     if backend == "openvino":

@@ -55,12 +55,28 @@ def session_meta(session: Any, source: str | Path) -> ArtifactMeta:
     return ArtifactMeta.from_props(dict(session.get_modelmeta().custom_metadata_map), str(source))
 
 
-def read_onnx_meta(path: str | Path) -> ArtifactMeta:
-    """The tryon metadata of an ONNX file (reads the protobuf, not the runtime)."""
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (reads the protobuf, not a runtime).
+
+    Raises:
+        FileNotFoundError: no such file.
+        BackendError: not a readable ONNX model (message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX graph not found: {path}")
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    return ArtifactMeta.from_props({p.key: p.value for p in model.metadata_props}, str(path))
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError & co.
+        raise BackendError(f"{path}: not a readable ONNX model ({exc})") from exc
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_onnx_meta(path: str | Path) -> ArtifactMeta:
+    """The tryon metadata of an ONNX file (reads the protobuf, not the runtime)."""
+    return ArtifactMeta.from_props(onnx_metadata(path), str(path))
 
 
 def find_frame_graph(folder: str | Path, category: str | None = None, precision: str = "fp32") -> Path:
