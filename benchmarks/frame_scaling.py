@@ -21,9 +21,11 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   ``cv2.flip`` into a new array, the HUD, a BGR->RGB conversion into another
   (``realtime.bench.latency.display_frame_naive``); after: one pass into a display-owned buffer plus
   the HUD on its panel (:class:`realtime.live.display.PreviewBuffer`) at full size
-  (``one_pass_full``, the first issue-14 version), and at the size a window fitted to a
-  1920x1080 screen shows (``after``: whole-factor box reduction, then the mirror in place on
-  the small buffer; :data:`SCREEN_WH`).
+  (``one_pass_full``, the first issue-14 version); for a window fitted to a 1920x1080 screen
+  (:data:`SCREEN_WH`), ``box_prev`` (the second version: a whole-factor 2 x 2 box average,
+  then the mirror in place on the small buffer) and ``after``: the mirror and the reduction to
+  exactly the on-screen size in one nearest-neighbour pass (native; ``after_fallback``: the
+  same pixels through ``cv2.remap`` when the native library is absent).
 * **window** (``--window``, with a display: e.g. ``xvfb-run -s "-screen 0 1920x1080x24"``): the
   preview plus what the live window then does with it (:meth:`realtime.live.window.Window.show`:
   ``cv2.imshow``, whose toolkit converts and scales the image to the window, and the 1 ms key
@@ -33,7 +35,7 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   (the native fused crop + normalise, 224 px), and the **full-frame face search** (run only
   while the face is lost).
 
-    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40] [--window]
+    PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40] [--window] [--cv-threads N]
 
 Writes benchmarks/results/frame_scaling_<date>_<cpu>.{md,json}.
 """
@@ -53,9 +55,9 @@ import numpy as np
 from realtime.live import native
 from realtime.bench.latency import decode_jpeg, display_frame_naive, encode_jpeg
 from realtime.live.capture import PortraitMotionSource
-from realtime.live.display import PreviewBuffer
+from realtime.live.display import PreviewBuffer, reduction_factor
 from realtime.geometry import crop_from_box, homography_from_quads
-from realtime.live.render import Compositor
+from realtime.live.render import Compositor, draw_hud
 from realtime.live.window import fit_size
 from realtime.live.detectors import CascadeDetector
 from realtime.procedural import bundled_accessories
@@ -82,6 +84,33 @@ def _rotating(fns: dict[str, Callable[[], Any]], iters: int) -> dict[str, list[f
     return out
 
 
+def _box_preview(frame: np.ndarray, bufs: dict[str, np.ndarray], shown_wh: tuple[int, int]) -> np.ndarray:
+    """The second issue-14 preview (kept here to measure against): the largest whole-factor
+    box average no smaller than the window (``cv2.resize`` INTER_AREA, which reads every
+    pixel), then the mirror in place on the small buffer, then the HUD."""
+    h, w = frame.shape[:2]
+    k = reduction_factor((w, h), shown_wh)
+    if k == 1:
+        view = bufs.setdefault("full", np.empty_like(frame))
+        cv2.flip(frame, 1, dst=view)
+    else:
+        vw, vh = w // k, h // k
+        view = bufs.setdefault(f"{vw}x{vh}", np.empty((vh, vw, 3), np.uint8))
+        cv2.resize(frame[:vh * k, :vw * k], (vw, vh), dst=view, interpolation=cv2.INTER_AREA)
+        cv2.flip(view, 1, dst=view)
+    draw_hud(view, HUD, None, screen_scale=shown_wh[0] / view.shape[1])
+    return view
+
+
+def _without_native(kernel: str, fn: Callable[[], Any]) -> Any:
+    prev = native.PREFER_NATIVE[kernel]
+    native.set_prefer_native(kernel, False)
+    try:
+        return fn()
+    finally:
+        native.set_prefer_native(kernel, prev)
+
+
 def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False) -> dict[str, Any]:
     from skimage.data import astronaut
 
@@ -99,7 +128,8 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False)
     acc = bundled_accessories("glasses")[0]
     comp = Compositor()
     owned = frame.copy()
-    preview, preview_full = PreviewBuffer(), PreviewBuffer()
+    preview, preview_full, preview_fb = PreviewBuffer(), PreviewBuffer(), PreviewBuffer()
+    box_buf: dict[str, np.ndarray] = {}
     shown = fit_size(size_wh, SCREEN_WH)
     crop = crop_from_box((face.cx, face.cy), 2.0 * s, 224)
     h, w = frame.shape[:2]  # the detector's search window: 3 face sizes around the face
@@ -117,8 +147,11 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False)
         "roi_after": lambda: det.detect(frame, face),
         "display_before": lambda: display_frame_naive(frame, HUD),
         "display_one_pass_full": lambda: preview_full.compose(frame, mirror=True, hud=(HUD, None)),
+        "display_box_prev": lambda: _box_preview(frame, box_buf, shown),
         "display_after": lambda: preview.compose(frame, mirror=True, hud=(HUD, None), shown_wh=shown,
                                                  screen_scale=shown[0] / w),
+        "display_after_fallback": lambda: _without_native("preview", lambda: preview_fb.compose(
+            frame, mirror=True, hud=(HUD, None), shown_wh=shown, screen_scale=shown[0] / w)),
         "capture": lambda: decode_jpeg(jpeg),
         "preprocess": lambda: native.preprocess_crop(frame, crop, 224),
         "roi_full_frame_search": lambda: det.detect(frame),
@@ -132,6 +165,8 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False)
         win_shown = win.shown_size(size_wh)
         win_full, win_small = PreviewBuffer(), PreviewBuffer()
         fns["window_before"] = lambda: win.show(win_full.compose(frame, mirror=True, hud=(HUD, None)))
+        win_box: dict[str, np.ndarray] = {}
+        fns["window_box_prev"] = lambda: win.show(_box_preview(frame, win_box, win_shown))
         fns["window_after"] = lambda: win.show(win_small.compose(frame, mirror=True, hud=(HUD, None),
                                                                  shown_wh=win_shown))
     try:
@@ -145,10 +180,11 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, window: bool = False)
     if win is not None:
         ratios["window"] = stats["window_after"]["p50"] / stats["window_before"]["p50"]
     ratios["render_in_place_prev"] = stats["render_in_place_prev"]["p50"] / stats["render_before"]["p50"]
-    ratios["display_one_pass_full"] = stats["display_one_pass_full"]["p50"] / stats["display_before"]["p50"]
+    for variant in ("display_one_pass_full", "display_box_prev", "display_after_fallback"):
+        ratios[variant] = stats[variant]["p50"] / stats["display_before"]["p50"]
+    view = preview.compose(frame, mirror=True, shown_wh=shown)
     return {"resolution": f"{size_wh[0]}x{size_wh[1]}", "face_px": round(s, 1),
-            "window_shows": f"{shown[0]}x{shown[1]}", "preview": f"{size_wh[0] // preview.factor}x"
-            f"{size_wh[1] // preview.factor}",
+            "window_shows": f"{shown[0]}x{shown[1]}", "preview": f"{view.shape[1]}x{view.shape[0]}",
             "footprint_px": [round(float(v), 1) for v in quad.max(0) - quad.min(0)], "ms": stats,
             "ratio_after_to_before_p50": ratios}
 
@@ -158,13 +194,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Per-frame stages vs frame size, before / after issue 14 ({report['date']})", "",
              f"Machine: {hw['cpu']}, {hw['cores']} logical cores shared with other engineers' jobs (load average "
              f"{report['load_before']} before, {report['load_after']} after); native kernels: "
-             f"{report['native']}, OpenCV threads {report['opencv_threads']} (its default, as the app). {report['iters']} iterations, every variant once per iteration in rotating "
+             f"{report['native']}, OpenCV threads {report['opencv_threads']}. {report['iters']} iterations, every variant once per iteration in rotating "
              "order; p50 ms (p95 in the JSON). What each timing includes: benchmarks/frame_scaling.py.", "",
              f"Display \"after\": the window fitted to a {SCREEN_WH[0]}x{SCREEN_WH[1]} screen; the preview size it "
              "is built at is in the table.", "",
              "| resolution | face / footprint px | render before / in place (prev) -> after | grey conversion before -> after "
-             "| roi (grey + window search) before -> after | display before / one pass full size -> after (window, "
-             "preview) | capture (JPEG decode) | preprocess | full-frame face search |",
+             "| roi (grey + window search) before -> after | display before / one pass full size / box reduced (prev) -> "
+             "after (no native: remap; window, preview) | capture (JPEG decode) | preprocess | full-frame face search |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         m, q = r["ms"], r["ratio_after_to_before_p50"]
@@ -172,7 +208,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         def pair(st: str) -> str:
             return f"{m[st + '_before']['p50']:.2f} -> **{m[st + '_after']['p50']:.2f}** (x{q[st]:.2f})"
 
-        shown = f"; window {r['window_shows']}, preview {r['preview']}"
+        shown = (f"; no native {m['display_after_fallback']['p50']:.2f}; window {r['window_shows']}, "
+                 f"preview {r['preview']}")
 
         def triple(st: str, mid: str, extra: str = "") -> str:
             return (f"{m[st + '_before']['p50']:.2f} / {m[st + '_' + mid]['p50']:.2f} -> "
@@ -180,16 +217,19 @@ def to_markdown(report: dict[str, Any]) -> str:
 
         lines.append(f"| {r['resolution']} | {r['face_px']:.0f} / {r['footprint_px'][0]:.0f}x{r['footprint_px'][1]:.0f}"
                      f" | {triple('render', 'in_place_prev')} | {pair('grey')} | {pair('roi')} | "
-                     f"{triple('display', 'one_pass_full', shown)} | "
+                     f"{m['display_before']['p50']:.2f} / {m['display_one_pass_full']['p50']:.2f} / "
+                     f"{m['display_box_prev']['p50']:.2f} -> **{m['display_after']['p50']:.2f}** "
+                     f"(x{q['display']:.2f}{shown}) | "
                      f"{m['capture']['p50']:.2f} | "
                      f"{m['preprocess']['p50']:.2f} | {m['roi_full_frame_search']['p50']:.2f} |")
     if any("window" in r["ratio_after_to_before_p50"] for r in report["results"]):
         lines += ["", f"Window (preview + `Window.show`: cv2.imshow + the 1 ms key poll; screen {report['screen']}), "
-                  "p50 ms, full-size preview -> reduced preview:", "", "| resolution | before | after | ratio |",
-                  "|---|---|---|---|"]
+                  "p50 ms, full-size preview / box-reduced (prev) -> the window-size preview:", "",
+                  "| resolution | before | box reduced (prev) | after | ratio after / before |", "|---|---|---|---|---|"]
         for r in report["results"]:
             m = r["ms"]
-            lines.append(f"| {r['resolution']} | {m['window_before']['p50']:.2f} | **{m['window_after']['p50']:.2f}** | "
+            lines.append(f"| {r['resolution']} | {m['window_before']['p50']:.2f} | {m['window_box_prev']['p50']:.2f} | "
+                         f"**{m['window_after']['p50']:.2f}** | "
                          f"x{r['ratio_after_to_before_p50']['window']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -199,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=40)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--window", action="store_true", help="also time the live window's show (needs a display)")
+    p.add_argument("--cv-threads", type=int, help="OpenCV threads (default: OpenCV's own, as the app)")
     args = p.parse_args(argv)
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     screen = None
     if args.window:
         from realtime.live.window import display_reachable, screen_size

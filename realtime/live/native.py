@@ -2,13 +2,18 @@
 
 ``libtryon_native.so`` is built by the top-level ``CMakeLists.txt`` from
 ``engine_build/native`` (a plain C ABI, loaded here with ``ctypes``; no build-time Python
-dependency). Two kernels, each with a reference it must match within one grey level:
+dependency). Two kernels, each with a reference it must match within one grey level, and the
+preview's resample (exact):
 
     * :func:`preprocess_crop`: crop + resize + ImageNet-normalise a BGR frame into the
       network's (1, 3, S, S) float32 input, fused into one pass. Reference:
       ``background_input(cv2.cvtColor(warp_crop(frame, M, S), cv2.COLOR_BGR2RGB))``.
     * :func:`composite`: perspective warp + alpha composite of a prepared accessory,
       in place, inside its footprint. Reference: :func:`realtime.geometry.composite_roi`.
+    * :func:`resample_nearest`: nearest-neighbour resample through index tables (the live
+      window's reduced, mirrored preview in one pass). Reference: ``cv2.remap`` with the
+      tables as an integer map (the same pixels). A library built before it lacks the symbol:
+      that kernel then falls back alone.
 
 The live loop calls these functions; each kernel runs natively only where that wins
 (:data:`PREFER_NATIVE`, from ``benchmarks/results/native_kernels_*.md``; switch with
@@ -55,7 +60,7 @@ LIB_NAME = "libtryon_native.so"
 ABI_VERSION = 1
 ENV_LIB = "TRYON_NATIVE_LIB"
 ENV_THREADS = "TRYON_NATIVE_THREADS"
-KERNELS = ("preprocess", "composite")
+KERNELS = ("preprocess", "composite", "preview")
 
 #: Whether each kernel uses the native library when it is available: True, False, or
 #: None for the measured default. From benchmarks/results/native_kernels_2026-11-27.md
@@ -65,7 +70,9 @@ KERNELS = ("preprocess", "composite")
 #: with the AVX2 rows (0.66-0.72) and loses with the scalar ones (1.70-1.83: OpenCV's
 #: SIMD warpPerspective is faster), so by default it runs natively only where the AVX2
 #: rows do. 2 threads lost to 1 on that busy machine: 1 unless $TRYON_NATIVE_THREADS says more.
-PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None}
+#: The preview resample: native wins (benchmarks/results/frame_scaling_2026-12-02_amd-epyc-2c.md, 4K
+#: to a 1632x918 window: about 2.5x faster than cv2.remap), so native wherever it is built.
+PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None, "preview": None}
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_native"  # realtime/_native (CMake copies it there)
 _REPO_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
@@ -91,6 +98,15 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "tryon_cuda_composite_u8c3": (ctypes.c_int, [_u8p, ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p,
                                                  ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p, _u8p, _u8p]),
 }
+#: Symbols added after ABI 1 without changing it: bound when present (a library built before them
+#: still serves the other kernels; the kernel that needs one falls back to its reference).
+_OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "tryon_resample_nearest_u8c3": (ctypes.c_int, [_u8p, ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p,
+                                                   ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p, _u8p,
+                                                   ctypes.c_int]),
+}
+#: The optional symbol each kernel needs.
+_KERNEL_SYMBOL = {"preview": "tryon_resample_nearest_u8c3"}
 
 
 class NativeError(RuntimeError):
@@ -134,6 +150,10 @@ def _open(path: Path) -> ctypes.CDLL:
     for name, (restype, argtypes) in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
+    for name, (restype, argtypes) in _OPTIONAL_SIGNATURES.items():
+        if hasattr(lib, name):
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
     return lib
 
 
@@ -262,6 +282,8 @@ def _use_native(kernel: str, prefer_native: bool | None) -> ctypes.CDLL | None:
         return None
     if prefer is None and kernel == "composite" and lib.tryon_native_cpu_path() != b"avx2":
         return None
+    if kernel in _KERNEL_SYMBOL and not hasattr(lib, _KERNEL_SYMBOL[kernel]):
+        return None  # a library built before this kernel
     return lib
 
 
@@ -356,6 +378,69 @@ def composite(frame: np.ndarray, acc: PreparedAccessory, frame_from_fg: np.ndarr
                                   h_mat.ctypes.data, box_c.ctypes.data, num_threads())
     _check(lib, rc, "native composite")
     return box
+
+
+def _index_table(idx: np.ndarray, limit: int, name: str) -> np.ndarray:
+    t = np.ascontiguousarray(idx, dtype=np.int32)
+    if t.ndim != 1 or t.size < 1:
+        raise ValueError(f"{name} must be a non-empty 1-D index table, got shape {np.shape(idx)}")
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= limit:
+        raise ValueError(f"{name} holds {lo if lo < 0 else hi}, outside [0, {limit})")
+    return t
+
+
+_remap_cache: dict[str, Any] = {"key": None, "map": None}
+
+
+def _nearest_map(src_x: np.ndarray, src_y: np.ndarray) -> np.ndarray:
+    """(out_h, out_w, 2) int16 map for ``cv2.remap`` from the tables (the last one reused)."""
+    key = (src_x.tobytes(), src_y.tobytes())
+    if _remap_cache["key"] != key:
+        xy = np.empty((src_y.size, src_x.size, 2), np.int16)
+        xy[..., 0], xy[..., 1] = src_x[None, :], src_y[:, None]
+        _remap_cache["key"], _remap_cache["map"] = key, xy
+    return _remap_cache["map"]
+
+
+def resample_nearest(src: np.ndarray, src_x: np.ndarray, src_y: np.ndarray, out: np.ndarray | None = None,
+                     prefer_native: bool | None = None) -> np.ndarray:
+    """``out[y, x] = src[src_y[y], src_x[x]]``: any nearest-neighbour resize (and a mirror, with a
+    descending ``src_x``) in one pass that reads only the rows and pixels it keeps.
+
+    Args:
+        src: (H, W, 3) uint8 (rows may be strided, pixels packed).
+        src_x: (out_w,) column indices in [0, W); src_y: (out_h,) row indices in [0, H).
+        out: optional (out_h, out_w, 3) uint8 to fill (not overlapping ``src``).
+        prefer_native: override :data:`PREFER_NATIVE` for this call.
+
+    Returns:
+        ``out`` (allocated when not given).
+
+    Raises:
+        ValueError: an index outside ``src``, or ``out`` of the wrong shape.
+    """
+    src = np.asarray(src)
+    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
+        raise ValueError(f"src must be (H, W, 3) uint8, got {src.shape} {src.dtype}")
+    xs = _index_table(src_x, src.shape[1], "src_x")
+    ys = _index_table(src_y, src.shape[0], "src_y")
+    shape = (ys.size, xs.size, 3)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8:
+        raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
+    lib = _use_native("preview", prefer_native)
+    if lib is None or not _rows_packed(src, 3) or not _rows_packed(out, 3) or not out.flags.writeable:
+        if max(src.shape[:2]) > 32767:
+            raise ValueError(f"resample_nearest: a {src.shape[1]}x{src.shape[0]} image is too large for the "
+                             "OpenCV fallback (int16 maps); build the native library")
+        return cv2.remap(src, _nearest_map(xs, ys), None, cv2.INTER_NEAREST, dst=out)
+    rc = lib.tryon_resample_nearest_u8c3(src.ctypes.data, src.shape[0], src.shape[1], src.strides[0],
+                                         out.ctypes.data, shape[0], shape[1], out.strides[0], xs.ctypes.data,
+                                         ys.ctypes.data, num_threads())
+    _check(lib, rc, "native resample_nearest")
+    return out
 
 
 # --------------------------------------------------------------------------------------

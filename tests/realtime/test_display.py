@@ -80,28 +80,65 @@ def test_reduction_factor_keeps_the_preview_at_least_as_large_as_the_window():
     assert reduction_factor((640, 480), None) == 1
 
 
-def test_reduced_preview_is_the_box_average_mirrored_and_its_overlays_land_on_the_same_pixels():
-    comp = _frame(270, 481)  # an odd width: the last column is left out of the 2 x 2 blocks
+def test_reduced_preview_is_the_window_size_nearest_mirror_and_its_overlays_land_on_the_same_pixels():
+    from realtime.live import native
+
+    comp = _frame(270, 481)
     before = comp.copy()
     preview = PreviewBuffer()
     for mirrored in (True, False):
         view = preview.compose(comp, mirror=mirrored, shown_wh=(200, 120))
-        assert preview.factor == 2 and view.shape == (135, 240, 3)
-        blocks = comp[:270, :480].reshape(135, 2, 240, 2, 3).astype(np.int32).sum(axis=(1, 3))
-        ref = ((blocks + 2) // 4).astype(np.uint8)  # the rounded mean of each 2 x 2 block
-        if mirrored:
-            ref = ref[:, ::-1]
-        assert np.abs(view.astype(np.int32) - ref).max() <= 1
-        # composite pixel (x, y) is in preview pixel (x // 2, y // 2), mirrored with the picture
-        pts = preview.view_points(np.array([[10.0, 20.0], [11.0, 21.0], [479.0, 269.0]]), view.shape[1], mirrored)
-        cols = [239 - c if mirrored else c for c in (5, 5, 239)]
-        np.testing.assert_allclose(np.round(pts), np.array([[cols[0], 10], [cols[1], 10], [cols[2], 134]]), atol=0.5)
-    # the HUD is drawn at the same on-screen size as on the full preview (its panel: half as many pixels)
+        assert view.shape == (120, 200, 3) and preview.factor == 481 / 200  # exactly the on-screen size
+        # the reference: the frame pixel under each preview pixel's centre, then the mirror
+        cols = np.minimum(((np.arange(200) + 0.5) * 481 / 200).astype(int), 480)
+        rows = np.minimum(((np.arange(120) + 0.5) * 270 / 120).astype(int), 269)
+        ref = comp[rows[:, None], cols[None, :]]
+        np.testing.assert_array_equal(view, ref[:, ::-1] if mirrored else ref)
+        # the OpenCV fallback (no native library) gives the same pixels
+        xs, ys = preview._nearest_tables((481, 270), (200, 120), mirrored)
+        np.testing.assert_array_equal(native.resample_nearest(comp, xs, ys, prefer_native=False), view)
+        # composite pixel (x, y) lands on the preview pixel that shows it, mirrored with the picture
+        pts = preview.view_points(np.array([[10.0, 20.0], [240.0, 135.0], [480.0, 269.0]]), 200, mirrored)
+        for (px, py), (cx, cy) in zip(np.round(pts).astype(int), [(10, 20), (240, 135), (480, 269)]):
+            shown_col = 199 - px if mirrored else px
+            assert abs(cols[shown_col] - cx) <= 3 and abs(rows[py] - cy) <= 3  # within one preview pixel
+    # the HUD is drawn at the same on-screen size as on the full preview
     hud = (["display 30.0 fps"], None)
-    full = PreviewBuffer().compose(comp, hud=hud, screen_scale=0.5)
+    full = PreviewBuffer().compose(comp, hud=hud, screen_scale=200 / 481)
     rows_full = np.flatnonzero((full != comp[:, ::-1]).any(axis=(1, 2))).max()
-    mirrored_small = preview.compose(comp, shown_wh=(240, 135)).copy()
-    small = preview.compose(comp, hud=hud, shown_wh=(240, 135), screen_scale=0.5)
-    rows_small = np.flatnonzero((small != mirrored_small).any(axis=(1, 2))).max()
-    assert abs(rows_full / 2 - rows_small) <= 2
+    plain = preview.compose(comp, shown_wh=(200, 120)).copy()
+    small = preview.compose(comp, hud=hud, shown_wh=(200, 120), screen_scale=200 / 481)
+    rows_small = np.flatnonzero((small != plain).any(axis=(1, 2))).max()
+    assert abs(rows_full * 200 / 481 - rows_small) <= 2
     np.testing.assert_array_equal(comp, before)
+
+
+def test_preview_below_twice_the_window_stays_full_size():
+    comp = _frame(270, 480)
+    preview = PreviewBuffer()
+    view = preview.compose(comp, shown_wh=(300, 169))  # 1.6x: nearest would drop whole rows, the window scales
+    assert view.shape == comp.shape and preview.factor == 1.0
+    np.testing.assert_array_equal(view, comp[:, ::-1])
+
+
+def test_resample_nearest_refuses_indices_outside_the_frame():
+    import pytest
+
+    from realtime.live import native
+
+    comp = _frame(10, 12)
+    for prefer in (None, False):
+        with pytest.raises(ValueError, match="src_x holds 12, outside"):
+            native.resample_nearest(comp, np.array([0, 12]), np.array([0, 1]), prefer_native=prefer)
+        with pytest.raises(ValueError, match="src_y holds -1"):
+            native.resample_nearest(comp, np.array([0, 1]), np.array([-1]), prefer_native=prefer)
+
+
+def test_a_library_built_before_the_resample_kernel_falls_back_to_the_same_pixels(monkeypatch):
+    from realtime.live import native
+
+    comp = _frame(270, 481)
+    want = PreviewBuffer().compose(comp, shown_wh=(200, 120)).copy()
+    monkeypatch.setitem(native._KERNEL_SYMBOL, "preview", "tryon_symbol_of_a_newer_build")
+    assert not native.uses_native("preview")
+    np.testing.assert_array_equal(PreviewBuffer().compose(comp, shown_wh=(200, 120)), want)

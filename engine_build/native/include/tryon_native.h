@@ -2,7 +2,7 @@
  * tryon_native: the per-frame pixel work of the live loop as a plain C ABI.
  *
  * Two kernels, each on the CPU (always built) and in CUDA (built when CMake finds a
- * CUDA toolkit):
+ * CUDA toolkit), and a CPU-only nearest-neighbour resample for the preview (3., below):
  *
  *   1. crop + resize + normalise: a BGR uint8 frame, the 2x3 affine crop_from_frame
  *      (realtime.geometry.crop_from_box) and a size S -> (3, S, S) float32 RGB,
@@ -92,6 +92,16 @@ TRYON_API int tryon_preprocess_crop_u8c3(const uint8_t* frame, int height, int w
 TRYON_API int tryon_composite_u8c3(uint8_t* frame, int height, int width, int64_t frame_stride,
                                    const uint8_t* premul, int fg_height, int fg_width, int64_t premul_stride,
                                    const double frame_from_fg[9], const int box[4], int num_threads);
+
+/* Nearest-neighbour resample through index tables (the live window's reduced preview):
+ * dst(y, x) = src(src_y[y], src_x[x]) for (height, width, 3) uint8 pixels, so any
+ * reduction and a mirror (a descending src_x) are one pass that reads only the rows and
+ * pixels it keeps. src_x: out_width column indices in [0, width); src_y: out_height row
+ * indices in [0, height) (checked). dst must not overlap src. Added after ABI 1 without
+ * changing it: a loader treats the symbol as optional. */
+TRYON_API int tryon_resample_nearest_u8c3(const uint8_t* src, int height, int width, int64_t src_stride,
+                                          uint8_t* dst, int out_height, int out_width, int64_t dst_stride,
+                                          const int32_t* src_x, const int32_t* src_y, int num_threads);
 
 /* ---- CUDA (device pointers) ------------------------------------------------------------ */
 /* 1 when this library was compiled with the CUDA kernels, else 0. */

@@ -1,4 +1,5 @@
-// CPU kernels: fused crop + resize + normalise, and warp + alpha composite in place.
+// CPU kernels: fused crop + resize + normalise, warp + alpha composite in place, and the
+// preview's nearest-neighbour resample through index tables.
 //
 // Both walk the output row by row. Per row the inverse mapping is linear in x (affine) or
 // a ratio of two linear functions (homography), so the row's constants are computed once
@@ -100,6 +101,27 @@ void preprocess_row(const uint8_t* frame, int h, int w, int64_t stride, const Af
   }
 }
 
+// One row of the nearest resample: 4-byte moves (one load, one store per pixel), each store
+// spilling one byte into the next pixel, which the next store overwrites; a pixel read at
+// the last column (its 4th byte may lie past the image) and the row's last pixel (its 4th
+// byte may lie past the output) move 3 bytes.
+void resample_row(const uint8_t* src_row, int width, const int32_t* src_x, uint8_t* dst, int out_width) {
+  const int32_t last = width - 1;
+  for (int x = 0; x < out_width - 1; ++x) {
+    const uint8_t* p = src_row + 3 * static_cast<int64_t>(src_x[x]);
+    if (src_x[x] == last) {
+      dst[3 * x] = p[0], dst[3 * x + 1] = p[1], dst[3 * x + 2] = p[2];
+    } else {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      std::memcpy(dst + 3 * static_cast<int64_t>(x), &v, 4);
+    }
+  }
+  const int x = out_width - 1;
+  const uint8_t* p = src_row + 3 * static_cast<int64_t>(src_x[x]);
+  dst[3 * x] = p[0], dst[3 * x + 1] = p[1], dst[3 * x + 2] = p[2];
+}
+
 }  // namespace
 }  // namespace tryon
 
@@ -135,6 +157,28 @@ extern "C" int tryon_composite_u8c3(uint8_t* frame, int height, int width, int64
   const auto row = tryon::use_avx2() ? tryon::composite_row_avx2 : tryon::composite_row;
   tryon::parallel_rows(b[1], b[3], num_threads, [&](int y) {
     row(frame + y * frame_stride, premul, fg_width, fg_height, premul_stride, h, y, b[0], b[2]);
+  });
+  return TRYON_OK;
+}
+
+extern "C" int tryon_resample_nearest_u8c3(const uint8_t* src, int height, int width, int64_t src_stride,
+                                           uint8_t* dst, int out_height, int out_width, int64_t dst_stride,
+                                           const int32_t* src_x, const int32_t* src_y, int num_threads) {
+  if (!src || !dst || !src_x || !src_y) return tryon::fail(TRYON_E_INVALID, "resample_nearest: null pointer");
+  if (height < 1 || width < 1 || out_height < 1 || out_width < 1)
+    return tryon::fail(TRYON_E_INVALID, "resample_nearest: empty image");
+  if (src_stride < 3 * static_cast<int64_t>(width) || dst_stride < 3 * static_cast<int64_t>(out_width))
+    return tryon::fail(TRYON_E_INVALID, "resample_nearest: row stride smaller than a row");
+  for (int x = 0; x < out_width; ++x)
+    if (src_x[x] < 0 || src_x[x] >= width)
+      return tryon::fail(TRYON_E_INVALID, "resample_nearest: src_x[" + std::to_string(x) + "] = " +
+                                              std::to_string(src_x[x]) + " outside [0, " + std::to_string(width) + ")");
+  for (int y = 0; y < out_height; ++y)
+    if (src_y[y] < 0 || src_y[y] >= height)
+      return tryon::fail(TRYON_E_INVALID, "resample_nearest: src_y[" + std::to_string(y) + "] = " +
+                                              std::to_string(src_y[y]) + " outside [0, " + std::to_string(height) + ")");
+  tryon::parallel_rows(0, out_height, num_threads, [&](int y) {
+    tryon::resample_row(src + src_y[y] * src_stride, width, src_x, dst + y * dst_stride, out_width);
   });
   return TRYON_OK;
 }

@@ -271,6 +271,41 @@ int run_cpu() {
             "preprocess " + name + ": SIMD rows differ from the scalar rows");
     }
   }
+  // Nearest resample through index tables: mirrored reductions (the last column read, the
+  // 4-byte moves' edge cases), a padded output stride, 1 and 2 threads, vs a plain gather.
+  const int resample_sizes[][4] = {{540, 960, 229, 408}, {97, 131, 40, 61}, {5, 7, 5, 7}, {3, 4, 1, 1}};
+  for (const auto& sz : resample_sizes) {
+    const int h = sz[0], w = sz[1], oh = sz[2], ow = sz[3];  // (h, w) -> (out h, out w)
+    const std::vector<uint8_t> src = make_frame(h, w, rng);
+    std::vector<int32_t> xs(ow), ys(oh);
+    for (int x = 0; x < ow; ++x) xs[ow - 1 - x] = std::min(w - 1, static_cast<int>((x + 0.5) * w / ow));
+    for (int y = 0; y < oh; ++y) ys[y] = std::min(h - 1, static_cast<int>((y + 0.5) * h / oh));
+    if (ow == w) xs[0] = w - 1;  // the identity mirror reads the last column first
+    const int64_t dstride = 3 * static_cast<int64_t>(ow) + 5;
+    for (int threads : {1, 2}) {
+      std::vector<uint8_t> out(static_cast<size_t>(dstride) * oh, 77);
+      const int rc = tryon_resample_nearest_u8c3(src.data(), h, w, 3 * w, out.data(), oh, ow, dstride, xs.data(),
+                                                 ys.data(), threads);
+      check(rc == TRYON_OK, std::string("resample rc ") + tryon_native_last_error());
+      bool same = true, pad = true;
+      for (int y = 0; y < oh; ++y) {
+        for (int x = 0; x < ow; ++x)
+          for (int c = 0; c < 3; ++c)
+            same &= out[y * dstride + 3 * x + c] == src[(static_cast<int64_t>(ys[y]) * w + xs[x]) * 3 + c];
+        for (int64_t b = 3 * ow; b < dstride; ++b) pad &= out[y * dstride + b] == 77;
+      }
+      std::printf("resample   %dx%d -> %dx%d threads=%d %s\n", w, h, ow, oh, threads, same && pad ? "equal" : "DIFFERS");
+      check(same, "resample " + std::to_string(w) + "x" + std::to_string(h) + " differs from the gather");
+      check(pad, "resample wrote past the end of an output row");
+    }
+  }
+  {
+    uint8_t img[12] = {0}, out[12] = {0};
+    const int32_t bad_x[2] = {0, 2}, ok_y[2] = {0, 1};
+    check(tryon_resample_nearest_u8c3(img, 2, 2, 6, out, 2, 2, 6, bad_x, ok_y, 1) == TRYON_E_INVALID &&
+              std::strstr(tryon_native_last_error(), "src_x[1] = 2") != nullptr,
+          "out-of-range resample index not refused");
+  }
   // Bad input is refused with a message.
   uint8_t px[12] = {0};
   const double singular[9] = {1, 2, 0, 2, 4, 0, 0, 0, 1};
