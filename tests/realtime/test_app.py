@@ -311,11 +311,29 @@ def test_the_window_gets_a_preview_no_larger_than_it_shows(tiny_checkpoints):
     session = _session(tiny_checkpoints)
     view = LiveView(session, ViewState(mirror=True, hud=False), record_path=None, fps=10, show_window=False)
     view.window = HalfSizeWindow()
+    recorded = []
+
+    class Recorder:  # what RecordSink is handed: the Output, whose full-resolution composite it writes
+        reports: list = []
+
+        def __call__(self, out):
+            recorded.append(out.composite.copy())
+
+        def close(self):
+            pass
+
+    view.recorder = Recorder()
     comps = []
     FrameLoop(GeneratedSource(frames, fps=10), session.pipeline,
               [view, lambda out: comps.append(out.composite.copy())], mode="sync").run()
-    assert len(view.window.shown) == 3
+    assert len(view.window.shown) == 3 and len(recorded) == 3
+    for rec, comp in zip(recorded, comps):  # the recording keeps the full-resolution, unmirrored composite
+        assert rec.shape == (180, 320, 3)
+        np.testing.assert_array_equal(rec, comp)
     for shown, comp in zip(view.window.shown, comps):
         assert shown.shape == (90, 160, 3)  # exactly the on-screen size
-        # each preview pixel shows the composite pixel under its centre (2 x 2 blocks: the lower right one), mirrored
-        np.testing.assert_array_equal(shown, comp[1::2, 1::2][:, ::-1])
+        # each preview pixel shows the composite pixel under its centre (2 x 2 blocks: the lower right one), mirrored;
+        # the recording indicator is drawn on the preview only (at the top)
+        ref = comp[1::2, 1::2][:, ::-1]
+        np.testing.assert_array_equal(shown[45:], ref[45:])
+        assert (shown[:45] != ref[:45]).any()
