@@ -71,7 +71,7 @@ KERNELS = ("preprocess", "composite", "preview")
 #: SIMD warpPerspective is faster), so by default it runs natively only where the AVX2
 #: rows do. 2 threads lost to 1 on that busy machine: 1 unless $TRYON_NATIVE_THREADS says more.
 #: The preview resample: native wins (benchmarks/results/frame_scaling_2026-12-02_amd-epyc-2c.md, 4K
-#: to a 1632x918 window: about 2.5x faster than cv2.remap), so native wherever it is built.
+#: to a 1632x918 window: about 2x faster than cv2.remap, the same pixels), so native wherever it is built.
 PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None, "preview": None}
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_native"  # realtime/_native (CMake copies it there)
