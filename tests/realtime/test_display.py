@@ -105,3 +105,24 @@ def test_reduced_preview_is_the_box_average_mirrored_and_its_overlays_land_on_th
     rows_small = np.flatnonzero((small != mirrored_small).any(axis=(1, 2))).max()
     assert abs(rows_full / 2 - rows_small) <= 2
     np.testing.assert_array_equal(comp, before)
+
+
+def test_an_overlong_hud_line_wraps_at_its_separators_and_stays_in_the_frame():
+    from realtime.live.render import wrap_hud_lines
+
+    width = len  # one pixel per character
+    line = "outfit: necktie + rectangular + cap | n/p change the glasses (1/6) | mirror on | smoothing on"
+    wrapped = wrap_hud_lines([line, "short"], 45, width)
+    assert wrapped == ["outfit: necktie + rectangular + cap", "n/p change the glasses (1/6) | mirror on",
+                       "smoothing on", "short"]
+    assert " | ".join(wrapped[:3]) == line  # nothing is lost
+    assert wrap_hud_lines([line], 1000, width) == [line]
+    assert wrap_hud_lines(["a-field-wider-than-the-frame | b"], 5, width) == ["a-field-wider-than-the-frame", "b"]
+    frame = np.zeros((480, 640, 3), np.uint8)
+    draw_hud(frame, [line, "display 30.0 fps | inference 4.0 Hz"])
+    one = np.zeros_like(frame)
+    draw_hud(one, ["short"])
+    bottom = np.flatnonzero(frame.max(axis=(1, 2)) > 0).max()
+    one_line = np.flatnonzero(one.max(axis=(1, 2)) > 0).max()
+    assert frame[:, -3:].max() == 0  # the text stops before the right edge
+    assert bottom > 2.5 * one_line  # ... because the first line became two or more, plus the second
