@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -112,6 +112,28 @@ def _text_scale(frame_h: int, screen_scale: float) -> tuple[float, int]:
     return scale, max(1, int(round(scale * 1.6)))
 
 
+def wrap_hud_lines(lines: Sequence[str], width: int, text_width: Callable[[str], int],
+                   sep: str = " | ") -> list[str]:
+    """HUD lines that fit ``width`` pixels: a line too wide is broken at its ``sep``
+    separators (as many fields per line as fit; a single field wider than ``width`` stays
+    whole). ``text_width`` measures a string in pixels."""
+    out: list[str] = []
+    for line in lines:
+        if text_width(line) <= width:
+            out.append(line)
+            continue
+        current = ""
+        for field in line.split(sep):
+            candidate = f"{current}{sep}{field}" if current else field
+            if current and text_width(candidate) > width:
+                out.append(current)
+                current = field
+            else:
+                current = candidate
+        out.append(current)
+    return out
+
+
 def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None, screen_scale: float = 1.0) -> None:
     """Text panel at the top-left (and a red warning line at the bottom), in place.
 
@@ -124,6 +146,7 @@ def draw_hud(frame: np.ndarray, lines: Sequence[str], warning: str | None = None
     font = cv2.FONT_HERSHEY_SIMPLEX
     line_h = int(round(30 * scale)) + 4
     pad = int(round(8 * scale))
+    lines = wrap_hud_lines(lines, w - 2 * pad, lambda t: cv2.getTextSize(t, font, scale, thick)[0][0])
     for i, text in enumerate(lines):  # each line on its own darkened strip, as wide as the line
         x1 = min(w, cv2.getTextSize(text, font, scale, thick)[0][0] + 2 * pad)
         y0 = 0 if i == 0 else line_h * i + pad // 2  # strips touch: line i's baseline is at line_h * (i + 1)

@@ -142,3 +142,24 @@ def test_a_library_built_before_the_resample_kernel_falls_back_to_the_same_pixel
     monkeypatch.setitem(native._KERNEL_SYMBOL, "preview", "tryon_symbol_of_a_newer_build")
     assert not native.uses_native("preview")
     np.testing.assert_array_equal(PreviewBuffer().compose(comp, shown_wh=(200, 120)), want)
+
+
+def test_an_overlong_hud_line_wraps_at_its_separators_and_stays_in_the_frame():
+    from realtime.live.render import wrap_hud_lines
+
+    width = len  # one pixel per character
+    line = "outfit: necktie + rectangular + cap | n/p change the glasses (1/6) | mirror on | smoothing on"
+    wrapped = wrap_hud_lines([line, "short"], 45, width)
+    assert wrapped == ["outfit: necktie + rectangular + cap", "n/p change the glasses (1/6) | mirror on",
+                       "smoothing on", "short"]
+    assert " | ".join(wrapped[:3]) == line  # nothing is lost
+    assert wrap_hud_lines([line], 1000, width) == [line]
+    assert wrap_hud_lines(["a-field-wider-than-the-frame | b"], 5, width) == ["a-field-wider-than-the-frame", "b"]
+    frame = np.zeros((480, 640, 3), np.uint8)
+    draw_hud(frame, [line, "display 30.0 fps | inference 4.0 Hz"])
+    one = np.zeros_like(frame)
+    draw_hud(one, ["short"])
+    bottom = np.flatnonzero(frame.max(axis=(1, 2)) > 0).max()
+    one_line = np.flatnonzero(one.max(axis=(1, 2)) > 0).max()
+    assert frame[:, -3:].max() == 0  # the text stops before the right edge
+    assert bottom > 2.5 * one_line  # ... because the first line became two or more, plus the second
