@@ -8,12 +8,15 @@ product's default runtime (``--backend``), inferring slower than the 33 ms frame
 
 * **sync reference**: every frame inferred (:meth:`TryOnPipeline.process`): the quad the
   product draws when inference keeps up, on each frame;
-* **async, propagated** / **async, as inferred**: :class:`FrameLoop` in async mode with
-  ``propagate`` on / off, runs alternated (``--reps``) so both see the same machine.
+* **async, propagated** / **async, propagation off**: :class:`FrameLoop` in async mode with
+  ``propagate`` on / off, runs alternated (``--reps``).
 
 Per displayed frame, the error of the drawn quad against the sync quad of that same frame:
 the mean corner distance as % of the sync quad's diagonal (median, p90, over the frames
-both draw). The propagation's own cost: its stage in the async run (wall clock, shared with
+both draw). The with / without comparison that does not depend on the machine's load is
+the paired one inside each propagated run: the quad drawn and the quad as inferred on the
+same frames (the inference rate, and with it the estimates' quality, follows the load of a
+shared machine from run to run). The propagation's own cost: its stage in the async run (wall clock, shared with
 the inference thread) and a separate pass of :class:`MotionPropagator` over every frame,
 timed in CPU time of the calling thread (one core).
 
@@ -35,6 +38,7 @@ import cv2
 import numpy as np
 
 from realtime.backends.resolver import ModelResolver
+from realtime.geometry import warp_points
 from realtime.bench.report import environment, fmt, hardware_slug, run_context_line, write_report
 from realtime.live.capture import Frame, GeneratedSource, PortraitMotionSource, RealtimePacer
 from realtime.live.pipeline import FrameLoop, TryOnPipeline
@@ -84,16 +88,25 @@ def sync_reference(args, frames: list[np.ndarray]) -> tuple[list[np.ndarray | No
 
 
 def async_run(args, frames: list[np.ndarray], propagate: bool) -> dict[str, Any]:
+    """One async run. Per displayed frame: the drawn quad and, paired with it, the quad as
+    inferred (the drawn one carried back by the inverse of the motion it was carried by)."""
     pipe, resolver = make_pipeline(args)
     for i in range(2):  # warm-up: first calls allocate
         pipe.estimate(Frame(frames[0], 0, 0.0))
     pipe.reset()
     source = RealtimePacer(GeneratedSource(frames.__getitem__, fps=FPS, count=len(frames)))
-    rows: list[tuple[int, int, np.ndarray | None, bool | None]] = []
+    rows: list[tuple[int, int, np.ndarray | None, np.ndarray | None]] = []
+
+    def sink(out) -> None:
+        est, quad = out.estimate, drawn(out.estimate)
+        inferred = quad
+        if quad is not None and est.propagated:
+            inferred = warp_points(np.linalg.inv(loop.motion.carry(est.frame_index, out.frame.index)), quad)
+        rows.append((out.frame.index, est.frame_index if est else -1, quad, inferred))
+
+    loop = FrameLoop(source, pipe, [sink], mode="async", propagate=propagate)
     try:
-        report = FrameLoop(source, pipe, [lambda o: rows.append(
-            (o.frame.index, o.estimate.frame_index if o.estimate else -1, drawn(o.estimate),
-             o.estimate.propagated if o.estimate else None))], mode="async", propagate=propagate).run()
+        report = loop.run()
     finally:
         source.close()
         resolver.close()
@@ -109,31 +122,32 @@ def _pct(quad: np.ndarray, ref: np.ndarray) -> float:
     return 100.0 * float(np.linalg.norm(quad - ref, axis=1).mean()) / float(np.linalg.norm(ref[2] - ref[0]))
 
 
-def _stats(values: list[float]) -> dict[str, float | None]:
+def _stats(values: list[float]) -> dict[str, Any]:
     e = np.array(values)
-    return {"median_pct": float(np.median(e)) if len(e) else None,
+    return {"frames": len(e), "median_pct": float(np.median(e)) if len(e) else None,
             "p90_pct": float(np.percentile(e, 90)) if len(e) else None,
             "mean_pct": float(e.mean()) if len(e) else None}
 
 
 def errors(rows, reference: list[np.ndarray | None]) -> dict[str, Any]:
-    """The drawn quad against the sync quad of the displayed frame; and, for quads drawn as
-    inferred, against the sync quad of the frame they were inferred on (``own_frame``: what
-    the async inference itself gets wrong, which no propagation can remove)."""
-    errs, own, lags, only_one = [], [], [], 0
-    for index, inferred, quad, propagated in rows:
+    """Against the sync quad of the displayed frame: the drawn quad (``drawn``) and the same
+    frames' quads as inferred (``as_inferred``, paired: same estimates, same moments); and
+    the quads as inferred against the sync quad of the frame they were inferred on
+    (``own_frame``: what the async inference itself gets wrong, which no propagation removes)."""
+    drawn_e, plain_e, own, lags, only_one = [], [], [], [], 0
+    for index, k, quad, inferred in rows:
         ref = reference[index]
         if (quad is None) != (ref is None):
             only_one += 1
-        if quad is not None and not propagated and reference[inferred] is not None:
-            own.append(_pct(quad, reference[inferred]))
+        if inferred is not None and reference[k] is not None:
+            own.append(_pct(inferred, reference[k]))
         if quad is None or ref is None:
             continue
-        errs.append(_pct(quad, ref))
-        lags.append(index - inferred)
-    return {"frames_compared": len(errs), "drawn_in_one_only": only_one, **_stats(errs),
-            "own_frame": {"frames": len(own), **_stats(own)},
-            "median_lag_frames": float(np.median(lags)) if lags else None}
+        drawn_e.append(_pct(quad, ref))
+        plain_e.append(_pct(inferred, ref))
+        lags.append(index - k)
+    return {"drawn_in_one_only": only_one, "drawn": _stats(drawn_e), "as_inferred": _stats(plain_e),
+            "own_frame": _stats(own), "median_lag_frames": float(np.median(lags)) if lags else None}
 
 
 def tracker_cost(frames: list[np.ndarray], reference: list[np.ndarray | None]) -> dict[str, Any]:
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = clip(args.seconds)
     print("sync reference: every frame inferred", flush=True)
     reference, infer_ms, runtime = sync_reference(args, frames)
-    runs: dict[str, list[dict[str, Any]]] = {"propagated": [], "as inferred": []}
+    runs: dict[str, list[dict[str, Any]]] = {"propagated": [], "propagation off": []}
     for rep in range(args.reps):
         for name in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
             print(f"async, {name} ({rep + 1}/{args.reps})", flush=True)
@@ -180,39 +194,39 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(r)
     cost = tracker_cost(frames, reference)
     report["load_avg_end"] = list(os.getloadavg())
-    report.update({"category": args.category, "backend": args.backend, "runtime": runtime, "smoothing": not args.no_smoothing,
-                   "size_wh": SIZE_WH, "fps": FPS,
-                   "frames": len(frames), "sync_infer_ms_median": infer_ms,
+    report.update({"category": args.category, "backend": args.backend, "runtime": runtime,
+                   "smoothing": not args.no_smoothing, "size_wh": SIZE_WH, "fps": FPS, "frames": len(frames), "sync_infer_ms_median": infer_ms,
                    "sync_frames_drawn": sum(q is not None for q in reference), "runs": runs,
                    "propagation_cost": cost})
     lines = [f"# Keypoint propagation in async mode at {SIZE_WH[0]}x{SIZE_WH[1]} — {report['date']}", "",
              run_context_line(report) + ".", "",
              f"{len(frames)} frames of the panning astronaut at {FPS:g} fps (real-time paced), the shipped "
              f"{args.category} model ({runtime}; 1 thread, median inference {infer_ms:.0f} ms on the sync "
-             f"pass: {'slower' if infer_ms > 1e3 / FPS else 'NOT slower'} than the {1e3 / FPS:.0f} ms frame period), keypoint smoothing "
-             f"{'off' if args.no_smoothing else 'on'}. Error: the drawn quad's mean corner distance "
+             f"pass: {'slower' if infer_ms > 1e3 / FPS else 'NOT slower'} than the {1e3 / FPS:.0f} ms frame "
+             f"period), keypoint smoothing {'off' if args.no_smoothing else 'on'}. Error: the drawn quad's mean corner distance "
              "to the quad the sync pipeline draws on the same frame, % of that quad's diagonal "
              "(benchmarks/propagation.py).", "",
+             "Each propagated run compares, on the same displayed frames, the quad drawn (carried) with the "
+             "quad as inferred (paired: same estimates, same moments); the runs with propagation off are the "
+             "same loop without it (their own estimates). \"Own frame\": the estimates against the sync quad of "
+             "the frame they were inferred on — what async inference itself gets wrong (its crop is placed from "
+             "the previous inference, its filter sees 2 samples a second), which no propagation removes.", "",
              "| async run | inference Hz | display fps | frames compared | median lag (frames) | propagated frames "
-             "| error median % | error p90 % | propagate stage p50 / p95 ms (wall) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| drawn: error median / p90 % | as inferred: median / p90 % | own frame: median / p90 % "
+             "| propagate stage p50 / p95 ms (wall) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in runs.items():
         for r in rows:
-            st = r["propagate_stage_ms"]
+            st, d, a, o = r["propagate_stage_ms"], r["drawn"], r["as_inferred"], r["own_frame"]
             lines.append(f"| {name} | {fmt(r['inference_hz'], 1)} | {fmt(r['display_fps'], 1)} | "
-                         f"{r['frames_compared']} | {fmt(r['median_lag_frames'], 0)} | {r['propagated_frames']} | "
-                         f"{fmt(r['median_pct'])} | {fmt(r['p90_pct'])} | "
+                         f"{d['frames']} | {fmt(r['median_lag_frames'], 0)} | {r['propagated_frames']} | "
+                         f"**{fmt(d['median_pct'])}** / {fmt(d['p90_pct'])} | "
+                         f"{fmt(a['median_pct'])} / {fmt(a['p90_pct'])} | {fmt(o['median_pct'])} / {fmt(o['p90_pct'])} | "
                          f"{'—' if st is None else fmt(st['p50']) + ' / ' + fmt(st['p95'])} |")
-    own = [r["own_frame"] for r in runs["as inferred"] if r["own_frame"]["frames"]]
-    if own:
-        lines += ["", "The async estimates against the sync quad of the frame they were inferred on (what async "
-                  "inference itself gets wrong — the crop is placed from the previous inference — and no "
-                  "propagation removes): " + "; ".join(f"median {fmt(o['median_pct'])} %, p90 {fmt(o['p90_pct'])} % "
-                                                       f"({o['frames']} frames)" for o in own) + "."]
     lines += ["", f"Propagation alone (observe + carry + retarget, every frame, CPU time of one thread): median "
               f"{cost['cpu_ms_median']:.2f} ms, p90 {cost['cpu_ms_p90']:.2f} ms, mean {cost['cpu_ms_mean']:.2f} ms, "
               f"max {cost['cpu_ms_max']:.2f} ms a frame; {cost['steps_fitted']} of {cost['frames'] - 1} frame steps "
-              "fitted.", "", "Target: propagation well under 2 ms a frame on one core; error below the "
-              "unpropagated run's.", ""]
+              "fitted.", "", "Target: propagation well under 2 ms a frame on one core; the drawn error below the "
+              "error as inferred.", ""]
     markdown = "\n".join(lines)
     print(markdown)
     name = f"propagation_{report['date']}_{hardware_slug(report)}{'_no-smoothing' if args.no_smoothing else ''}.json"

@@ -11,6 +11,7 @@ preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.live.nat
 infer              backend.infer with the cached accessory features F_f (:mod:`realtime.backends`)
 decode             soft-argmax (:meth:`realtime.codec.HeatmapCodec.decode`), crop -> frame px
 smooth             confidence gate + One Euro filter (:mod:`realtime.live.smoothing`)
+propagate          async mode only: the keypoints carried to the displayed frame (:mod:`realtime.live.propagation`)
 composite          homography + warp + alpha blend, footprint only (:mod:`realtime.live.render`)
 display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.live.app`)
 =================  ==========================================================================
@@ -35,10 +36,12 @@ main thread measures the image motion of the accessory's surroundings from frame
 a RANSAC similarity, the ``propagate`` stage) and applies the motion accumulated since the
 estimate's frame. Where the motion is unknown (too few features, an implausible step, an
 estimate older than the history) the keypoints are drawn as inferred, as before; the
-keypoint log says which (``propagated``). The trade-off: under a millisecond a frame on
-the main thread (benchmarks/propagation.py), and a similarity cannot follow a head that
-turns out of plane (the next inference corrects it). Sync mode infers every frame and
-never propagates.
+keypoint log says which (``propagated``). The trade-off: 0.7-0.9 ms of CPU a frame on the
+main thread at 720p (benchmarks/propagation.py), and a similarity cannot follow a head
+that turns out of plane (the next inference corrects it). What propagation cannot remove
+is the estimate's own error: the worker's crop is still placed from the previous
+inference, so at 1-2 Hz a fast pan leaves the face off-centre in it. Sync mode infers
+every frame and never propagates.
 
 :class:`StageTimes` / :class:`StageStats` time the stages for the HUD, the keypoint log
 and the benchmark.
