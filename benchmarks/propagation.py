@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"**{fmt(d['median_pct'])}** / {fmt(d['p90_pct'])} | "
                          f"{fmt(a['median_pct'])} / {fmt(a['p90_pct'])} | {fmt(o['median_pct'])} / {fmt(o['p90_pct'])} | "
                          f"{'—' if st is None else fmt(st['p50']) + ' / ' + fmt(st['p95'])} |")
+    hz = {name: [r["inference_hz"] for r in rows] for name, rows in runs.items()}
+    lines += ["", "Inference rate, mean over the runs: " + "; ".join(
+        f"{name} {np.mean(v):.2f} Hz ({', '.join(f'{x:.2f}' for x in v)})" for name, v in hz.items())
+        + " (the propagation's work on the display thread competes with the inference thread for the GIL "
+          "and the cores)."]
     lines += ["", f"Propagation alone (observe + carry + retarget, every frame, CPU time of one thread): median "
               f"{cost['cpu_ms_median']:.2f} ms, p90 {cost['cpu_ms_p90']:.2f} ms, mean {cost['cpu_ms_mean']:.2f} ms, "
               f"max {cost['cpu_ms_max']:.2f} ms a frame; {cost['steps_fitted']} of {cost['frames'] - 1} frame steps "

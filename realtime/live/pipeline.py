@@ -36,8 +36,9 @@ main thread measures the image motion of the accessory's surroundings from frame
 a RANSAC similarity, the ``propagate`` stage) and applies the motion accumulated since the
 estimate's frame. Where the motion is unknown (too few features, an implausible step, an
 estimate older than the history) the keypoints are drawn as inferred, as before; the
-keypoint log says which (``propagated``). The trade-off: 0.7-0.9 ms of CPU a frame on the
-main thread at 720p (benchmarks/propagation.py), and a similarity cannot follow a head
+keypoint log says which (``propagated``). The trade-off: about 0.7 ms of CPU a frame on the
+main thread at 720p, which on a loaded 2-core CPU costs the worker a sixth of its inference
+rate (GIL and cores shared; benchmarks/propagation.py), and a similarity cannot follow a head
 that turns out of plane (the next inference corrects it). What propagation cannot remove
 is the estimate's own error: the worker's crop is still placed from the previous
 inference, so at 1-2 Hz a fast pan leaves the face off-centre in it. Sync mode infers
@@ -622,7 +623,7 @@ def carry_estimate(est: Estimate, index: int, motion: MotionPropagator) -> Estim
 def estimate_region(est: Estimate | None) -> list[np.ndarray]:
     """The quads (frame px) whose surroundings the propagation follows: every layer's
     drawn keypoints (the raw ones where nothing is drawn), none without a face."""
-    if est is None:
+    if not isinstance(est, Estimate):
         return []
     quads = []
     for layer in est.layers or (est,):
@@ -813,9 +814,10 @@ class FrameLoop:
                     if self.motion is not None:  # carry the keypoints to this frame
                         with times.stage("propagate"):
                             self.motion.observe(frame.image, frame.index)
-                            est = None if est is None else carry_estimate(est, frame.index, self.motion)
+                            if isinstance(est, Estimate):  # (a stand-in pipeline's estimates have no keypoints)
+                                est = carry_estimate(est, frame.index, self.motion)
                             self.motion.retarget(frame.image, estimate_region(est))
-                        report.propagated += bool(est is not None and est.propagated)
+                        report.propagated += bool(getattr(est, "propagated", False))
                 # Synchronous: the estimate is done with the frame, so a fresh frame is composited in
                 # place; asynchronous: the worker may still read it, so the composite gets a copy.
                 in_place = self.estimator is None and self.source.fresh_frames
