@@ -154,6 +154,39 @@ def to3x3(mat2x3: np.ndarray) -> np.ndarray:
     return m
 
 
+def translation_matrix(dx: float, dy: float) -> np.ndarray:
+    """3x3 translation by (dx, dy)."""
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def similarity_scale_angle(mat: np.ndarray) -> tuple[float, float]:
+    """(scale, rotation in degrees, positive = clockwise on screen with y down) of a 2x3 /
+    3x3 similarity ``[[a, -b, tx], [b, a, ty]]`` (for a general affine: of its first column)."""
+    m = np.asarray(mat, dtype=np.float64)
+    a, b = float(m[0, 0]), float(m[1, 0])
+    return math.hypot(a, b), math.degrees(math.atan2(b, a))
+
+
+def conjugate_by_scaling(mat: np.ndarray, small_from_frame: np.ndarray) -> np.ndarray:
+    """``inv(A) @ M @ A`` (3x3) for a 2x3 / 3x3 affine ``M`` measured in a scaled and shifted
+    copy of the frame, ``A = small_from_frame = [[s, 0, tx], [0, s, ty]]`` (isotropic):
+    the same motion in frame pixels, in closed form (no inverse)."""
+    m = np.asarray(mat, np.float64)
+    s, tx, ty = float(small_from_frame[0][0]), float(small_from_frame[0][2]), float(small_from_frame[1][2])
+    out = np.eye(3)
+    out[:2, :2] = m[:2, :2]
+    out[0, 2] = (m[0, 0] * tx + m[0, 1] * ty + m[0, 2] - tx) / s
+    out[1, 2] = (m[1, 0] * tx + m[1, 1] * ty + m[1, 2] - ty) / s
+    return out
+
+
+def carry_matrix(dst_from_ref: np.ndarray, src_from_ref: np.ndarray) -> np.ndarray:
+    """``dst_from_src`` from two transforms out of a common reference:
+    ``dst_from_ref @ inv(src_from_ref)`` (3x3; e.g. carries points from frame k to frame n
+    given each frame's cumulative motion since the same reference frame)."""
+    return np.asarray(dst_from_ref, np.float64) @ np.linalg.inv(np.asarray(src_from_ref, np.float64))
+
+
 def scale_matrix(sx: float, sy: float | None = None) -> np.ndarray:
     """3x3 scaling about the origin."""
     return np.diag([sx, sx if sy is None else sy, 1.0])

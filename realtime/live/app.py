@@ -372,8 +372,11 @@ def hud_text(out: Output, session: Session, extra: Sequence[str] = (), offline_f
     if offline_frames is None:
         state = [f"mirror {'on' if mirrored else 'off'}"] if mirrored is not None else []
         state.append(f"smoothing {'on' if pipe.smoother.enabled else 'off'}")
-        lines = [f"{what} | {' | '.join(state)}",
-                 f"display {out.display_fps:4.1f} fps | inference {out.inference_hz:4.1f} Hz"]
+        rates = f"display {out.display_fps:4.1f} fps | inference {out.inference_hz:4.1f} Hz"
+        if est is not None and est.propagated is not None:  # async: were the keypoints carried to this frame?
+            lag = out.frame.index - est.frame_index
+            rates += f" | tracked +{lag} frames" if est.propagated else f" | {lag} frames behind (motion lost)"
+        lines = [f"{what} | {' | '.join(state)}", rates]
     else:  # a rendered video: short, so it hides little of the picture
         lines = [f"{what} | frame {out.frame.index + 1}/{offline_frames}"]
     if debug:

@@ -11,6 +11,7 @@ preprocess         crop -> RGB -> (1, 3, S, S) float32 (:func:`realtime.live.nat
 infer              backend.infer with the cached accessory features F_f (:mod:`realtime.backends`)
 decode             soft-argmax (:meth:`realtime.codec.HeatmapCodec.decode`), crop -> frame px
 smooth             confidence gate + One Euro filter (:mod:`realtime.live.smoothing`)
+propagate          async mode only: the keypoints carried to the displayed frame (:mod:`realtime.live.propagation`)
 composite          homography + warp + alpha blend, footprint only (:mod:`realtime.live.render`)
 display / record   mirror + HUD + window, video writer, keypoint log (:mod:`realtime.live.app`)
 =================  ==========================================================================
@@ -27,8 +28,21 @@ again only when it changes. :class:`FrameLoop` drives a source through it either
 synchronously (every frame inferred) or, when inference is slower than the camera,
 asynchronously (:class:`AsyncEstimator`): a worker thread infers on the newest frame
 while every camera frame is composited with the latest keypoints, so the display keeps
-the camera's frame rate. Keypoints are not propagated to the newer frame; the lag is one
-inference period (documented trade-off: simple and predictable).
+the camera's frame rate. Those keypoints were inferred on an older frame (one inference
+period behind: 0.1-2 s on a CPU); unpropagated, the accessory trails a moving face by that
+much. So the async path carries them to the displayed frame (:func:`carry_estimate`): the
+main thread measures the image motion of the accessory's surroundings from frame to frame
+(:class:`realtime.live.propagation.MotionPropagator`: optical flow on a small grey cut-out,
+a RANSAC similarity, the ``propagate`` stage) and applies the motion accumulated since the
+estimate's frame. Where the motion is unknown (too few features, an implausible step, an
+estimate older than the history) the keypoints are drawn as inferred, as before; the
+keypoint log says which (``propagated``). The trade-off: about 0.7 ms of CPU a frame on the
+main thread at 720p, which on a loaded 2-core CPU costs the worker a sixth of its inference
+rate (GIL and cores shared; benchmarks/propagation.py), and a similarity cannot follow a head
+that turns out of plane (the next inference corrects it). What propagation cannot remove
+is the estimate's own error: the worker's crop is still placed from the previous
+inference, so at 1-2 Hz a fast pan leaves the face off-centre in it. Sync mode infers
+every frame and never propagates.
 
 :class:`StageTimes` / :class:`StageStats` time the stages for the HUD, the keypoint log
 and the benchmark.
@@ -54,8 +68,10 @@ from realtime.codec import HeatmapCodec
 from realtime.config import CATEGORIES
 from realtime.errors import BackendError
 from realtime.framing import Roi, RoiConfig, roi_config
+from realtime.geometry import warp_points
 from realtime.live import native
 from realtime.live.capture import Frame, FrameSource
+from realtime.live.propagation import MotionPropagator, PropagationConfig
 from realtime.live.render import Compositor
 from realtime.live.detectors import FaceDetector
 from realtime.live.smoothing import QuadSmoother, SmoothingConfig, quad_to_params
@@ -183,6 +199,11 @@ class Estimate:
         times_ms: per-stage latency.
         layers: outfit mode: the newest estimate of every category worn, in
             :data:`OUTFIT_ORDER` (this estimate is the one of the category being edited).
+        propagated: async mode only (None otherwise): True when the keypoints were carried
+            from ``frame_index`` to the displayed frame by the measured image motion
+            (:mod:`realtime.live.propagation`), False when they are drawn as inferred
+            (tracking failed, or the motion chain broke since that frame). The keypoint log
+            writes it as ``propagated``; sync mode's records are unchanged.
     """
 
     frame_index: int
@@ -196,6 +217,7 @@ class Estimate:
     status: str
     times_ms: dict[str, float] = field(default_factory=dict)
     layers: tuple["Estimate", ...] = ()
+    propagated: bool | None = None
 
     def record(self, frame: Frame | None = None, extra_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
         """JSON-ready dict for the keypoint log (``frame``: the output frame, when it differs)."""
@@ -211,6 +233,8 @@ class Estimate:
             "visible": bool(self.visible), "status": self.status,
             "latency_ms": {k: round(v, 3) for k, v in {**self.times_ms, **(extra_ms or {})}.items()},
         }
+        if self.propagated is not None:
+            out["propagated"] = self.propagated
         if self.layers:
             out["layers"] = [layer.record() for layer in self.layers]
         return out
@@ -581,6 +605,36 @@ class AsyncEstimator:
         self._thread.join(timeout=10.0)
 
 
+def carry_estimate(est: Estimate, index: int, motion: MotionPropagator) -> Estimate:
+    """The estimate (and, in outfit mode, each layer, from its own inferred frame) carried
+    to frame ``index`` by the motion ``motion`` measured since; a layer whose motion is
+    unknown keeps its keypoints (``propagated=False``). Visibility is never changed: a
+    hidden accessory stays hidden."""
+    def one(e: Estimate, layers: tuple[Estimate, ...] = ()) -> Estimate:
+        mat = motion.carry(e.frame_index, index)
+        if mat is None:
+            return dataclasses.replace(e, propagated=False, layers=layers)
+        moved = [None if p is None else warp_points(mat, p).astype(p.dtype) for p in (e.raw_pts_xy, e.smooth_pts_xy)]
+        return dataclasses.replace(e, raw_pts_xy=moved[0], smooth_pts_xy=moved[1], propagated=True, layers=layers)
+
+    return one(est, tuple(one(layer) for layer in est.layers))
+
+
+def estimate_region(est: Estimate | None) -> list[np.ndarray]:
+    """The quads (frame px) whose surroundings the propagation follows: every layer's
+    drawn keypoints (the raw ones where nothing is drawn), none without a face."""
+    if not isinstance(est, Estimate):
+        return []
+    quads = []
+    for layer in est.layers or (est,):
+        if layer.roi is None:
+            continue
+        q = layer.smooth_pts_xy if layer.smooth_pts_xy is not None else layer.raw_pts_xy
+        if q is not None:
+            quads.append(q)
+    return quads
+
+
 # --------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------
@@ -591,8 +645,9 @@ class Output:
 
     Attributes:
         frame: the source frame.
-        estimate: the keypoints used (from this frame in sync mode, from the newest
-            finished inference in async mode; None before the first one).
+        estimate: the keypoints used (from this frame in sync mode; in async mode the
+            newest finished inference, carried to this frame where the motion is known,
+            :attr:`Estimate.propagated`; None before the first one).
         composite: BGR frame with the accessory (not mirrored, no HUD).
         stale: True when the source delivered nothing new (camera lost): ``frame`` is the
             last good one and sinks that store frames should skip it.
@@ -622,6 +677,8 @@ class LoopReport:
     frames_in: int = 0
     frames_out: int = 0
     inferences: int = 0
+    #: Async mode: output frames whose keypoints were carried to them by the measured motion.
+    propagated: int = 0
     wall_s: float = 0.0
     mode: str = "sync"
     interrupted: bool = False
@@ -659,11 +716,16 @@ class FrameLoop:
             script switching accessories).
         stall_timeout_s: while a live source delivers nothing (camera lost), the sinks get
             a stale output this often, so the window can say so.
+        propagate: async mode: carry the newest keypoints to each displayed frame with the
+            image motion measured since their frame (:mod:`realtime.live.propagation`;
+            a :class:`PropagationConfig` sets its options, False draws them as inferred).
+            Sync mode never propagates.
     """
 
     def __init__(self, source: FrameSource, pipeline: TryOnPipeline, sinks: Sequence[Sink] = (),
                  mode: str = "auto", max_frames: int | None = None, duration_s: float | None = None,
-                 on_frame: Callable[[Frame], None] | None = None, stall_timeout_s: float = 0.5) -> None:
+                 on_frame: Callable[[Frame], None] | None = None, stall_timeout_s: float = 0.5,
+                 propagate: bool | PropagationConfig = True) -> None:
         if mode not in ("auto", "sync", "async"):
             raise ValueError(f"mode must be auto, sync or async, got {mode!r}")
         self.source, self.pipeline, self.sinks = source, pipeline, list(sinks)
@@ -672,6 +734,8 @@ class FrameLoop:
         self.display_rate = RateMeter()
         self.infer_rate = RateMeter()
         self.estimator: AsyncEstimator | None = None
+        self.propagate = propagate
+        self.motion: MotionPropagator | None = None
         self.stop_requested = False
 
     def _choose_mode(self, frame: Frame) -> str:
@@ -727,6 +791,9 @@ class FrameLoop:
                     report.mode = self._choose_mode(frame)
                     if report.mode == "async":
                         self.estimator = AsyncEstimator(self.pipeline)
+                        if self.propagate is not False:
+                            self.motion = MotionPropagator(self.propagate if isinstance(
+                                self.propagate, PropagationConfig) else None)
                 if self.duration_s is not None and frame.timestamp - first_t >= self.duration_s:
                     break
                 report.frames_in += 1
@@ -734,7 +801,7 @@ class FrameLoop:
                     self.on_frame(frame)
                 times = StageTimes()
                 if self.estimator is None:
-                    est = self.pipeline.estimate(frame)
+                    est = inferred = self.pipeline.estimate(frame)
                     report.inferences += 1
                     self.infer_rate.tick()
                 else:
@@ -743,6 +810,14 @@ class FrameLoop:
                     est = self.estimator.latest(wait_first_s=5.0 if report.inferences == 0 else 0.0)
                     report.inferences += self.estimator.completed - before
                     self.infer_rate = self.estimator.rate
+                    inferred = est
+                    if self.motion is not None:  # carry the keypoints to this frame
+                        with times.stage("propagate"):
+                            self.motion.observe(frame.image, frame.index)
+                            if isinstance(est, Estimate):  # (a stand-in pipeline's estimates have no keypoints)
+                                est = carry_estimate(est, frame.index, self.motion)
+                            self.motion.retarget(frame.image, estimate_region(est))
+                        report.propagated += bool(getattr(est, "propagated", False))
                 # Synchronous: the estimate is done with the frame, so a fresh frame is composited in
                 # place; asynchronous: the worker may still read it, so the composite gets a copy.
                 in_place = self.estimator is None and self.source.fresh_frames
@@ -751,8 +826,8 @@ class FrameLoop:
                 ms = dict(est.times_ms) if est is not None else {}
                 ms.update(times.ms)
                 # Each inference's stages count once in the statistics, however many frames reuse it.
-                report.stats.add(ms if est is not None and est is not counted else times.ms)
-                counted = est
+                report.stats.add(ms if inferred is not None and inferred is not counted else times.ms)
+                counted = inferred
                 last = Output(frame, est, composite, source_status=self.source.status,
                               display_fps=self.display_rate.rate, inference_hz=self.infer_rate.rate, times_ms=ms)
                 if not self._emit(last, report):
@@ -767,5 +842,6 @@ class FrameLoop:
                 report.inferences = max(report.inferences, self.estimator.completed)
                 self.estimator.close()
                 self.estimator = None
+                self.motion = None
             report.wall_s = time.monotonic() - start
         return report

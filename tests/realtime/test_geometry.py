@@ -137,3 +137,20 @@ def test_complete_quad_leaves_confident_or_hopeless_quads_alone():
         out, completed = complete_quad(pred, np.array(peak), init, min_peak)
         np.testing.assert_array_equal(out, pred.astype(np.float32))
         assert not completed.any()
+
+
+def test_similarity_helpers_compose_and_conjugate(rng):
+    from realtime.geometry import (carry_matrix, conjugate_by_scaling, similarity_scale_angle, to3x3,
+                                   translation_matrix)
+
+    a, b = np.deg2rad(12.0), 1.3
+    sim = np.array([[b * np.cos(a), -b * np.sin(a), 5.0], [b * np.sin(a), b * np.cos(a), -7.0], [0, 0, 1]])
+    scale, angle = similarity_scale_angle(sim[:2])
+    assert scale == pytest.approx(1.3) and angle == pytest.approx(12.0)
+    small_from_frame = resize_matrix((300, 201), (100, 67)) @ translation_matrix(-40, -25)  # a whole factor 3
+    np.testing.assert_allclose(conjugate_by_scaling(sim[:2], small_from_frame),
+                               np.linalg.inv(small_from_frame) @ sim @ small_from_frame, atol=1e-9)
+    c0 = to3x3(cv2.getRotationMatrix2D((10.0, 20.0), 5.0, 1.1))
+    pts = rng.uniform(0, 100, (5, 2))
+    np.testing.assert_allclose(warp_points(carry_matrix(sim @ c0, c0), warp_points(c0, pts)),
+                               warp_points(sim @ c0, pts), atol=1e-9)

@@ -254,6 +254,23 @@ def _view(tmp_path, tiny_checkpoints):
     return view, Output(Frame(image, 0, 0.0), None, image)
 
 
+def test_hud_says_whether_async_keypoints_were_carried_to_the_frame(tmp_path, tiny_checkpoints):
+    import dataclasses
+
+    from realtime.live.app import hud_text
+    from realtime.live.capture import Frame
+    from realtime.live.pipeline import Estimate, Output
+
+    view, out = _view(tmp_path, tiny_checkpoints)
+    acc = view.session.pipeline.accessory
+    est = Estimate(3, 0.1, acc, None, None, None, None, False, "ok")
+    frame = Frame(out.frame.image, 15, 0.5)
+    assert "frames" not in hud_text(Output(frame, est, out.composite), view.session)[0][1]  # sync: as before
+    for flag, words in ((True, "tracked +12 frames"), (False, "12 frames behind (motion lost)")):
+        lines, _ = hud_text(Output(frame, dataclasses.replace(est, propagated=flag), out.composite), view.session)
+        assert words in lines[1]
+
+
 def test_hud_names_states_hides_debug_and_rec_stays_without_hud(tmp_path, tiny_checkpoints):
     from realtime.live.app import hud_text
 
