@@ -12,6 +12,7 @@ import pytest
 
 from realtime.backends.graph_runner import onnx_metadata, open_graph
 from realtime.errors import BackendError
+from realtime.geometry import letterbox
 from realtime.live.detectors import DEFAULT_DETECTOR, DETECTORS, TryonFaceDetector
 
 #: The astronaut's face in skimage's 512x512 portrait: centre and side (px) of the cascade's box
@@ -118,7 +119,7 @@ def test_the_shipped_graph_matches_its_torch_weights(detector):
     net, cfg = load_trained(TryonFaceDetector.WEIGHTS.with_suffix(".pt"))
     low = TryonFaceDetector(threshold=0.1, threads=1)  # several peaks to compare, not only the face
     tilted, _ = _rotate(_astronaut_bgr(), 25.0)
-    image, _ = low._place(tilted, 0.0, 0.0, 512.0, 512.0)
+    image, _ = letterbox(tilted, (0.0, 0.0, 512.0, 512.0), (low.input_w, low.input_h))
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0)
     with torch.no_grad():
         peaks, reg = _Exported.make(net)(x)
