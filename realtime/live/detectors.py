@@ -17,6 +17,10 @@ Candidates (measured by ``python benchmarks/detection.py``, benchmarks/results/d
   shipped as ``realtime/weights/tryon_face.onnx`` (model card ``tryon_face.md``) and run
   through :func:`realtime.backends.graph_runner.open_graph` (OpenVINO on a CPU, TensorRT
   on an NVIDIA GPU, or ONNX Runtime). Rotation-robust: it reports each face's roll.
+* ``blazeface``: MediaPipe's short-range BlazeFace (:class:`BlazeFaceDetector`, Apache-2.0),
+  rebuilt from the mediapipe wheel's ``.tflite`` by :mod:`training.teacher.tflite_convert` and
+  shipped as ``realtime/weights/blazeface_short.onnx`` (card ``blazeface_short.md``); same
+  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints.
 
 Every detector's box is brought to one convention, the cascade's square (about eyebrows
 to chin, cheek to cheek), which the crop framing (:class:`realtime.framing.RoiConfig`) is
