@@ -222,7 +222,29 @@ class DlibHogDetector(PyramidDetector):
         return out
 
 
-class TryonFaceDetector(FaceDetector):
+class GraphDetector(FaceDetector):
+    """A detector that is one ONNX graph with one image input (1 x 3 x H x W, BGR in [0, 1]), run
+    through :func:`realtime.backends.graph_runner.open_graph`."""
+
+    def _open(self, backend: str, threads: int | None) -> tuple[int, ...]:
+        """Open ``self.path``; returns the input's shape."""
+        from realtime.backends.graph_runner import open_graph
+
+        self._runner = open_graph(self.path, backend, threads=threads)
+        (self._input, shape), = self._runner.inputs.items()
+        return tuple(int(d) for d in shape)
+
+    @property
+    def backend(self) -> str:
+        return self._runner.backend
+
+    def raw(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs by name for one input-sized BGR image."""
+        x = np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255.0)
+        return self._runner.run({self._input: x})
+
+
+class TryonFaceDetector(GraphDetector):
     """The project's own face detector (``tryon-face``): one network run on the whole frame
     letterboxed to the graph's input (256 x 192), or on a square window of 3 face sizes
     around ``near`` scaled to the input's height; the graph gives face-centre peaks with
@@ -258,24 +280,14 @@ class TryonFaceDetector(FaceDetector):
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float = 0.35,
                  threads: int | None = 1) -> None:
-        from realtime.backends.graph_runner import onnx_metadata, open_graph
+        from realtime.backends.graph_runner import onnx_metadata
 
         self.path = Path(weights) if weights is not None else self.WEIGHTS
         meta = onnx_metadata(self.path)  # FileNotFoundError names the file
         self.stride = int(meta.get("stride", "4"))
         self.threshold = float(threshold)
-        self._runner = open_graph(self.path, backend, threads=threads)
-        (self._input, shape), = self._runner.inputs.items()
-        self.input_h, self.input_w = int(shape[2]), int(shape[3])
-
-    @property
-    def backend(self) -> str:
-        return self._runner.backend
-
-    def raw(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's outputs (``peaks``, ``reg``) for one input-sized BGR image."""
-        x = np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255.0)
-        return self._runner.run({self._input: x})
+        shape = self._open(backend, threads)  # outputs ``peaks``, ``reg``
+        self.input_h, self.input_w = shape[2], shape[3]
 
     def decode(self, out: dict[str, np.ndarray]) -> list[tuple[float, float, float, float, float]]:
         """(cx, cy, side, score, roll_deg) in input pixels of every peak above the threshold, best first."""
@@ -316,7 +328,7 @@ class TryonFaceDetector(FaceDetector):
         return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
 
 
-class BlazeFaceDetector(FaceDetector):
+class BlazeFaceDetector(GraphDetector):
     """MediaPipe's short-range BlazeFace (``blazeface``), rebuilt from its TFLite graph by
     :mod:`training.teacher.tflite_convert` and shipped as ``realtime/weights/blazeface_short.onnx``
     (model card ``blazeface_short.md``), run through
@@ -365,7 +377,7 @@ class BlazeFaceDetector(FaceDetector):
                  verify_threshold: float | None = 0.6, threads: int | None = 1) -> None:
         import json
 
-        from realtime.backends.graph_runner import onnx_metadata, open_graph
+        from realtime.backends.graph_runner import onnx_metadata
         from realtime.errors import BackendError
         from realtime.live.blazeface import BlazeFaceDecoder
 
@@ -380,20 +392,10 @@ class BlazeFaceDetector(FaceDetector):
             raise BackendError(f"{self.path}: bad BlazeFace options in its metadata ({exc})") from exc
         self.threshold = float(self.decoder.opts["min_score"] if threshold is None else threshold)
         self.verify_threshold = None if verify_threshold is None else float(verify_threshold)
-        self._runner = open_graph(self.path, backend, threads=threads)
-        (self._input, shape), = self._runner.inputs.items()
-        if tuple(shape[2:]) != (self.decoder.size, self.decoder.size):
-            raise BackendError(f"{self.path}: input {tuple(shape)}, its options say {self.decoder.size} px")
+        shape = self._open(backend, threads)  # outputs ``regressors``, ``classificators``
+        if shape[2:] != (self.decoder.size, self.decoder.size):
+            raise BackendError(f"{self.path}: input {shape}, its options say {self.decoder.size} px")
         self.size = self.decoder.size
-
-    @property
-    def backend(self) -> str:
-        return self._runner.backend
-
-    def raw(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's outputs (``regressors``, ``classificators``) for one input-sized BGR image."""
-        x = np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255.0)
-        return self._runner.run({self._input: x})
 
     def detections(self, frame: np.ndarray, region_xywh: tuple[float, float, float, float] | None = None):
         """BlazeFace's own detections in a frame region (default: the whole frame), in frame

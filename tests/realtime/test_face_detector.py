@@ -13,7 +13,7 @@ import pytest
 from realtime.backends.graph_runner import onnx_metadata, open_graph
 from realtime.errors import BackendError
 from realtime.geometry import letterbox
-from realtime.live.detectors import DEFAULT_DETECTOR, DETECTORS, TryonFaceDetector
+from realtime.live.detectors import DEFAULT_DETECTOR, DETECTORS, BlazeFaceDetector, TryonFaceDetector
 
 #: The astronaut's face in skimage's 512x512 portrait: centre and side (px) of the cascade's box
 #: (as in test_tracking.py).
@@ -76,10 +76,13 @@ def test_recovers_the_roll_of_a_rotated_astronaut(detector, roll):
     assert abs(near[0].roll_deg - roll) < 12.0, f"roll {near[0].roll_deg:.1f}, made {roll}"
 
 
-@shipped
-def test_window_search_finds_it_near_the_followed_face_even_at_the_border(detector):
+@pytest.mark.parametrize("cls", [TryonFaceDetector, BlazeFaceDetector])
+def test_window_search_finds_it_near_the_followed_face_even_at_the_border(cls):
     from realtime.framing import FaceBox
 
+    if not cls.WEIGHTS.is_file():
+        pytest.skip(f"{cls.WEIGHTS.name} is not shipped in this tree")
+    detector = cls(threads=1)
     img = _astronaut_bgr()
     cx, cy, side = ASTRONAUT_FACE
     near = detector.detect(img, near=FaceBox(cx + 8, cy - 6, side))
