@@ -346,6 +346,9 @@ class BlazeFaceDetector(GraphDetector):
             The default 0.6 removed every false detection on TRAIN-side no-face images (photo
             regions away from the face, procedural clutter, the accessory sprites) at no recall
             cost on TRAIN photo variants (model card).
+        tile: full-frame searches of a non-square frame also search squares of its short side
+            (:meth:`tiles`): the short-range model sees faces from about 15 % of its input's
+            side, and a 16:9 frame letterboxed whole leaves 44 % of the input black.
         threads: CPU threads of the runtime.
 
     Raises:
@@ -374,7 +377,7 @@ class BlazeFaceDetector(GraphDetector):
     window_face_px = 43
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float | None = None,
-                 verify_threshold: float | None = 0.6, threads: int | None = 1) -> None:
+                 verify_threshold: float | None = 0.6, tile: bool = True, threads: int | None = 1) -> None:
         import json
 
         from realtime.backends.graph_runner import onnx_metadata
@@ -392,6 +395,7 @@ class BlazeFaceDetector(GraphDetector):
             raise BackendError(f"{self.path}: bad BlazeFace options in its metadata ({exc})") from exc
         self.threshold = float(self.decoder.opts["min_score"] if threshold is None else threshold)
         self.verify_threshold = None if verify_threshold is None else float(verify_threshold)
+        self.tile = bool(tile)
         shape = self._open(backend, threads)  # outputs ``regressors``, ``classificators``
         if shape[2:] != (self.decoder.size, self.decoder.size):
             raise BackendError(f"{self.path}: input {shape}, its options say {self.decoder.size} px")
@@ -438,9 +442,39 @@ class BlazeFaceDetector(GraphDetector):
                 out.append((max(score, max(d[0] for d in again)), box, kps))
         return out
 
+    def tiles(self, shape_hw: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """Square regions of a full-frame search besides the whole frame: a wide (or tall) frame
+        letterboxed whole shrinks its faces by its long side, so squares of the short side are
+        searched too, evenly spaced along the long side and overlapping by at least a third
+        (2 for 4:3, 3 for 16:9; none for a square frame or with ``tile`` off)."""
+        h, w = shape_hw
+        short, long_ = min(h, w), max(h, w)
+        if not self.tile or long_ < 1.05 * short:
+            return []
+        n = max(2, math.ceil(2.0 * long_ / short) - 1)
+        starts = np.linspace(0.0, long_ - short, n)
+        return [(float(a), 0.0, float(short), float(short)) if w >= h else (0.0, float(a), float(short), float(short))
+                for a in starts]
+
+    def full_frame(self, frame: np.ndarray) -> list:
+        """Detections of a full-frame search: the whole frame and its :meth:`tiles`, merged (a
+        detection overlapping a better one by IoU > 0.3 is dropped), best first."""
+        from realtime.live.blazeface import box_iou
+
+        h, w = frame.shape[:2]
+        found = list(self.detections(frame))
+        for region in self.tiles((h, w)):
+            found += self.detections(frame, region)
+        found.sort(key=lambda d: -d[0])
+        kept: list = []
+        for d in found:
+            if not kept or not np.any(box_iou(d[1], np.array([k[1] for k in kept])) > 0.3):
+                kept.append(d)
+        return kept
+
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         if near is None:
-            found = self.detections(frame_bgr)
+            found = self.full_frame(frame_bgr)
             if self.verify_threshold is not None:
                 found = self.verified(frame_bgr, found)
             return sorted((self._face(*d) for d in found), key=lambda f: -f.side)
@@ -465,7 +499,7 @@ DETECTORS: dict[str, Callable[[RoiConfig | None], FaceDetector]] = {
     "blazeface": lambda cfg: BlazeFaceDetector(),
 }
 #: The default, chosen by measurement (benchmarks/results/detection_*.md).
-DEFAULT_DETECTOR = "cascade"
+DEFAULT_DETECTOR = "blazeface"
 
 
 def detector_names() -> list[str]:

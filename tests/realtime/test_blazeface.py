@@ -101,6 +101,28 @@ def test_a_candidate_that_fails_the_window_check_is_dropped(detector):
 
 
 @shipped
+def test_wide_frames_are_also_searched_in_square_tiles(detector):
+    for hw, n in (((480, 640), 2), ((720, 1280), 3), ((1280, 720), 3), ((512, 512), 0)):
+        tiles = detector.tiles(hw)
+        assert len(tiles) == n
+        short, long_ = min(hw), max(hw)
+        if n:
+            along = [t[0] if hw[1] >= hw[0] else t[1] for t in tiles]
+            assert along[0] == 0 and along[-1] + short == long_, "the tiles cover the frame"
+            assert all(t[2] == t[3] == short for t in tiles)
+            assert min(b - a for a, b in zip(along, along[1:])) <= short * 2 / 3, "they overlap by a third"
+    # the astronaut in a 480x270 frame (face 18 % of the height): 13 px letterboxed whole, 23 px in a tile
+    from realtime.live.capture import PortraitMotionSource
+    from skimage.data import astronaut
+
+    frame = PortraitMotionSource(astronaut(), size_wh=(480, 270), fps=10.0, seconds=0.2)._get(0)
+    whole = BlazeFaceDetector(tile=False, threads=1)
+    assert whole.detect(frame) == []
+    found = detector.detect(frame)
+    assert len(found) == 1 and 0.15 < found[0].side / 270 < 0.22
+
+
+@shipped
 def test_openvino_and_onnxruntime_agree(detector):
     pytest.importorskip("onnxruntime")
     other = BlazeFaceDetector(backend="onnxruntime", threads=1)
