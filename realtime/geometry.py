@@ -247,13 +247,13 @@ def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float],
     if crop.ndim == 2:
         crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
     px, py = int(round(ix0 * s + ox)), int(round(iy0 * s + oy))
-    cw = min(out_w - max(px, 0), max(1, int(round((ix1 - ix0) * s))))
-    ch = min(out_h - max(py, 0), max(1, int(round((iy1 - iy0) * s))))
     small = cv2.resize(crop, (max(1, int(round((ix1 - ix0) * s))), max(1, int(round((iy1 - iy0) * s)))),
                        interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     sx, sy = small.shape[1] / (ix1 - ix0), small.shape[0] / (iy1 - iy0)
-    qx, qy = max(px, 0), max(py, 0)
-    canvas[qy:qy + ch, qx:qx + cw] = small[qy - py:qy - py + ch, qx - px:qx - px + cw]
+    qx, qy = max(px, 0), max(py, 0)  # the part of the resized crop that lands inside the output
+    cw, ch = min(out_w - qx, small.shape[1] - (qx - px)), min(out_h - qy, small.shape[0] - (qy - py))
+    if cw > 0 and ch > 0:
+        canvas[qy:qy + ch, qx:qx + cw] = small[qy - py:qy - py + ch, qx - px:qx - px + cw]
     back = np.array([[1 / sx, 0.0, (0.5 - px) / sx - 0.5 + ix0], [0.0, 1 / sy, (0.5 - py) / sy - 0.5 + iy0]])
     return canvas, back
 

@@ -225,6 +225,13 @@ def test_letterbox_maps_input_pixels_back_to_the_frame():
     assert np.allclose(centre, [319.5, 239.5], atol=1.0)
     # a region out of the frame
     assert letterbox(frame, (700.0, 0.0, 50.0, 50.0), (128, 128))[1] is None
+    # regions reaching past any border at fractional positions and sizes (window searches near the
+    # edge): never a shape error, and the map still sends frame pixels where they were drawn
+    for _ in range(300):
+        side = float(rng.uniform(20, 900))
+        x0, y0 = float(rng.uniform(-side, 640)), float(rng.uniform(-side, 480))
+        image, back = letterbox(frame, (x0, y0, side, side * float(rng.uniform(0.5, 1.5))), (128, 128))
+        assert image.shape == (128, 128, 3)
 
 
 def test_roll_from_eyes_sign():
