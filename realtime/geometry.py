@@ -256,6 +256,48 @@ def view_from_frame(center_xy: tuple[float, float], scale: float, out_wh: tuple[
                      [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
+def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float], out_wh: tuple[int, int]
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The frame region (x0, y0, w, h) scaled, aspect kept, into a black ``out_wh`` image, centred
+    (a region reaching outside the frame is black there): the detectors' input placement.
+
+    Returns (image, frame_from_input 2x3 affine; None when the region holds under 2x2 frame
+    pixels). The resize is ``cv2.resize`` (area when shrinking), which maps pixel centres:
+    src = (dst + 0.5) / s - 0.5, then shifted by the region's origin.
+    """
+    x0, y0, side_w, side_h = region_xywh
+    out_w, out_h = out_wh
+    h, w = frame.shape[:2]
+    s = min(out_w / side_w, out_h / side_h)
+    ox = (out_w - side_w * s) / 2.0 - x0 * s  # input x = frame x * s + ox
+    oy = (out_h - side_h * s) / 2.0 - y0 * s
+    ix0, iy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+    ix1, iy1 = min(w, int(math.ceil(x0 + side_w))), min(h, int(math.ceil(y0 + side_h)))
+    canvas = np.zeros((out_h, out_w, 3), np.uint8)
+    if ix1 - ix0 < 2 or iy1 - iy0 < 2:
+        return canvas, None
+    crop = frame[iy0:iy1, ix0:ix1]
+    if crop.ndim == 2:
+        crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    px, py = int(round(ix0 * s + ox)), int(round(iy0 * s + oy))
+    small = cv2.resize(crop, (max(1, int(round((ix1 - ix0) * s))), max(1, int(round((iy1 - iy0) * s)))),
+                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    sx, sy = small.shape[1] / (ix1 - ix0), small.shape[0] / (iy1 - iy0)
+    qx, qy = max(px, 0), max(py, 0)  # the part of the resized crop that lands inside the output
+    cw, ch = min(out_w - qx, small.shape[1] - (qx - px)), min(out_h - qy, small.shape[0] - (qy - py))
+    if cw > 0 and ch > 0:
+        canvas[qy:qy + ch, qx:qx + cw] = small[qy - py:qy - py + ch, qx - px:qx - px + cw]
+    back = np.array([[1 / sx, 0.0, (0.5 - px) / sx - 0.5 + ix0], [0.0, 1 / sy, (0.5 - py) / sy - 0.5 + iy0]])
+    return canvas, back
+
+
+def roll_from_eyes(right_eye_xy, left_eye_xy) -> float:
+    """Roll (degrees, + = eye line clockwise on screen, y down) of a face from the subject's
+    right and left eye centres (in a non-mirrored upright view the right eye is on the image
+    left): the angle of right eye -> left eye, in (-180, 180] (a face upside down reads 180)."""
+    return math.degrees(math.atan2(left_eye_xy[1] - right_eye_xy[1], left_eye_xy[0] - right_eye_xy[0]))
+
+
 def warp_crop(frame: np.ndarray, crop_from_frame: np.ndarray, out_size: int,
               border_value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
     """Cut the square crop described by ``crop_from_frame`` out of ``frame`` (bilinear).

@@ -17,6 +17,10 @@ Candidates (measured by ``python benchmarks/detection.py``, benchmarks/results/d
   shipped as ``realtime/weights/tryon_face.onnx`` (model card ``tryon_face.md``) and run
   through :func:`realtime.backends.graph_runner.open_graph` (OpenVINO on a CPU, TensorRT
   on an NVIDIA GPU, or ONNX Runtime). Rotation-robust: it reports each face's roll.
+* ``blazeface``: MediaPipe's short-range BlazeFace (:class:`BlazeFaceDetector`, Apache-2.0),
+  rebuilt from the mediapipe wheel's ``.tflite`` by :mod:`training.teacher.tflite_convert` and
+  shipped as ``realtime/weights/blazeface_short.onnx`` (card ``blazeface_short.md``); same
+  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints.
 
 Every detector's box is brought to one convention, the cascade's square (about eyebrows
 to chin, cheek to cheek), which the crop framing (:class:`realtime.framing.RoiConfig`) is
@@ -43,7 +47,7 @@ import cv2
 import numpy as np
 
 from realtime.framing import FaceBox, RoiConfig
-from realtime.geometry import view_from_frame, warp_points
+from realtime.geometry import letterbox, roll_from_eyes, view_from_frame, warp_points
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -218,7 +222,29 @@ class DlibHogDetector(PyramidDetector):
         return out
 
 
-class TryonFaceDetector(FaceDetector):
+class GraphDetector(FaceDetector):
+    """A detector that is one ONNX graph with one image input (1 x 3 x H x W, BGR in [0, 1]), run
+    through :func:`realtime.backends.graph_runner.open_graph`."""
+
+    def _open(self, backend: str, threads: int | None) -> tuple[int, ...]:
+        """Open ``self.path``; returns the input's shape."""
+        from realtime.backends.graph_runner import open_graph
+
+        self._runner = open_graph(self.path, backend, threads=threads)
+        (self._input, shape), = self._runner.inputs.items()
+        return tuple(int(d) for d in shape)
+
+    @property
+    def backend(self) -> str:
+        return self._runner.backend
+
+    def raw(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs by name for one input-sized BGR image."""
+        x = np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255.0)
+        return self._runner.run({self._input: x})
+
+
+class TryonFaceDetector(GraphDetector):
     """The project's own face detector (``tryon-face``): one network run on the whole frame
     letterboxed to the graph's input (256 x 192), or on a square window of 3 face sizes
     around ``near`` scaled to the input's height; the graph gives face-centre peaks with
@@ -254,51 +280,14 @@ class TryonFaceDetector(FaceDetector):
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float = 0.35,
                  threads: int | None = 1) -> None:
-        from realtime.backends.graph_runner import onnx_metadata, open_graph
+        from realtime.backends.graph_runner import onnx_metadata
 
         self.path = Path(weights) if weights is not None else self.WEIGHTS
         meta = onnx_metadata(self.path)  # FileNotFoundError names the file
         self.stride = int(meta.get("stride", "4"))
         self.threshold = float(threshold)
-        self._runner = open_graph(self.path, backend, threads=threads)
-        (self._input, shape), = self._runner.inputs.items()
-        self.input_h, self.input_w = int(shape[2]), int(shape[3])
-
-    @property
-    def backend(self) -> str:
-        return self._runner.backend
-
-    def _place(self, frame: np.ndarray, x0: float, y0: float, side_w: float, side_h: float):
-        """The frame region [x0, x0 + side_w) x [y0, y0 + side_h) scaled into the input (centred,
-        black outside the frame). Returns (input image, frame_from_input 2x3)."""
-        h, w = frame.shape[:2]
-        s = min(self.input_w / side_w, self.input_h / side_h)
-        ox = (self.input_w - side_w * s) / 2.0 - x0 * s  # input x = frame x * s + ox
-        oy = (self.input_h - side_h * s) / 2.0 - y0 * s
-        ix0, iy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-        ix1, iy1 = min(w, int(math.ceil(x0 + side_w))), min(h, int(math.ceil(y0 + side_h)))
-        canvas = np.zeros((self.input_h, self.input_w, 3), np.uint8)
-        if ix1 - ix0 < 2 or iy1 - iy0 < 2:
-            return canvas, None
-        crop = frame[iy0:iy1, ix0:ix1]
-        if crop.ndim == 2:
-            crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-        px, py = int(round(ix0 * s + ox)), int(round(iy0 * s + oy))
-        cw = min(self.input_w - max(px, 0), max(1, int(round((ix1 - ix0) * s))))
-        ch = min(self.input_h - max(py, 0), max(1, int(round((iy1 - iy0) * s))))
-        small = cv2.resize(crop, (max(1, int(round((ix1 - ix0) * s))), max(1, int(round((iy1 - iy0) * s)))),
-                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        sx, sy = small.shape[1] / (ix1 - ix0), small.shape[0] / (iy1 - iy0)
-        qx, qy = max(px, 0), max(py, 0)
-        canvas[qy:qy + ch, qx:qx + cw] = small[qy - py:qy - py + ch, qx - px:qx - px + cw]
-        # resize maps pixel centres: src = (dst + 0.5) / s - 0.5 (then shifted by the crop origin)
-        back = np.array([[1 / sx, 0.0, (0.5 - px) / sx - 0.5 + ix0], [0.0, 1 / sy, (0.5 - py) / sy - 0.5 + iy0]])
-        return canvas, back
-
-    def raw(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's outputs (``peaks``, ``reg``) for one input-sized BGR image."""
-        x = np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255.0)
-        return self._runner.run({self._input: x})
+        shape = self._open(backend, threads)  # outputs ``peaks``, ``reg``
+        self.input_h, self.input_w = shape[2], shape[3]
 
     def decode(self, out: dict[str, np.ndarray]) -> list[tuple[float, float, float, float, float]]:
         """(cx, cy, side, score, roll_deg) in input pixels of every peak above the threshold, best first."""
@@ -315,7 +304,7 @@ class TryonFaceDetector(FaceDetector):
         return kept
 
     def _faces(self, frame: np.ndarray, x0: float, y0: float, side_w: float, side_h: float) -> list[FaceBox]:
-        image, back = self._place(frame, x0, y0, side_w, side_h)
+        image, back = letterbox(frame, (x0, y0, side_w, side_h), (self.input_w, self.input_h))
         if back is None:
             return []
         out = []
@@ -339,6 +328,164 @@ class TryonFaceDetector(FaceDetector):
         return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
 
 
+class BlazeFaceDetector(GraphDetector):
+    """MediaPipe's short-range BlazeFace (``blazeface``), rebuilt from its TFLite graph by
+    :mod:`training.teacher.tflite_convert` and shipped as ``realtime/weights/blazeface_short.onnx``
+    (model card ``blazeface_short.md``), run through
+    :func:`realtime.backends.graph_runner.open_graph` like ``tryon-face`` (TensorRT on an NVIDIA
+    GPU). One run on the whole frame letterboxed into the square 128 x 128 input, or on a
+    square window of 3 face sizes around ``near``; decoded by :class:`realtime.live.blazeface.
+    BlazeFaceDecoder` (anchors, sigmoid, weighted NMS). The eye keypoints give each face's roll.
+
+    Args:
+        weights: the ONNX graph (default: the shipped one).
+        backend: graph runtime (``auto``, ``openvino``, ``onnxruntime``, ``tensorrt``).
+        threshold: score a face needs (MediaPipe's own default 0.5).
+        verify_threshold: a full-frame candidate is re-run in a window of 3 of its sizes and
+            kept only when it scores at least this there (:meth:`verified`; None: no check).
+            The default 0.6 removed every false detection on TRAIN-side no-face images (photo
+            regions away from the face, procedural clutter, the accessory sprites) at no recall
+            cost on TRAIN photo variants (model card).
+        tile: full-frame searches of a non-square frame also search squares of its short side
+            (:meth:`tiles`): the short-range model sees faces from about 15 % of its input's
+            side, and a 16:9 frame letterboxed whole leaves 44 % of the input black.
+        threads: CPU threads of the runtime.
+
+    Raises:
+        FileNotFoundError: the graph file is missing.
+        realtime.errors.BackendError: the file is not a readable ONNX graph, is not a BlazeFace
+            graph, or no runtime can open it (the message names the file).
+    """
+
+    name = "blazeface"
+    ROLL_AWARE = True
+    #: BlazeFace's box -> the cascade's convention, fitted on 98 upright TRAIN photos
+    #: (benchmarks/results/blazeface_parity_*): the teacher's mesh box is 1.010 x 1.017
+    #: BlazeFace sides, its centre 0.032 sides above BlazeFace's, and 0.97 x 1.09 cascade sides
+    #: with its centre 0.028 cascade sides below the cascade's (see dlib-hog): the cascade side is
+    #: sqrt(1.010 x 1.017 / (0.97 x 1.09)) = 0.986 BlazeFace sides, its centre -0.032 / 0.986 - 0.028
+    #: = -0.060 cascade sides below BlazeFace's.
+    BOX_SCALE = 0.986
+    BOX_DY = -0.060
+    #: BlazeFace's box shrinks on a rolled face: its side at a roll / upright (median over 100 TRAIN
+    #: photos turned by 15 / 30 / 45 / 60 degrees, same results file); the side is divided by this,
+    #: interpolated at the |roll| the eye keypoints give (held beyond 60).
+    ROLL_SIDE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = (
+        (0.0, 15.0, 30.0, 45.0, 60.0), (1.0, 0.971, 0.899, 0.847, 0.859))
+    WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short.onnx"
+    detect_width = 640
+    window_face_px = 43
+
+    def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float | None = None,
+                 verify_threshold: float | None = 0.6, tile: bool = True, threads: int | None = 1) -> None:
+        import json
+
+        from realtime.backends.graph_runner import onnx_metadata
+        from realtime.errors import BackendError
+        from realtime.live.blazeface import BlazeFaceDecoder
+
+        self.path = Path(weights) if weights is not None else self.WEIGHTS
+        meta = onnx_metadata(self.path)  # FileNotFoundError / BackendError name the file
+        if meta.get("format") != "blazeface" or "options" not in meta:
+            raise BackendError(f"{self.path}: not a BlazeFace graph (metadata format {meta.get('format')!r}; "
+                               "convert one with python -m training.teacher.tflite_convert)")
+        try:
+            self.decoder = BlazeFaceDecoder(json.loads(meta["options"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(f"{self.path}: bad BlazeFace options in its metadata ({exc})") from exc
+        self.threshold = float(self.decoder.opts["min_score"] if threshold is None else threshold)
+        self.verify_threshold = None if verify_threshold is None else float(verify_threshold)
+        self.tile = bool(tile)
+        shape = self._open(backend, threads)  # outputs ``regressors``, ``classificators``
+        if shape[2:] != (self.decoder.size, self.decoder.size):
+            raise BackendError(f"{self.path}: input {shape}, its options say {self.decoder.size} px")
+        self.size = self.decoder.size
+
+    def detections(self, frame: np.ndarray, region_xywh: tuple[float, float, float, float] | None = None):
+        """BlazeFace's own detections in a frame region (default: the whole frame), in frame
+        pixels: [(score, box xyxy, keypoints (6, 2))], best first (the parity check's view)."""
+        h, w = frame.shape[:2]
+        image, back = letterbox(frame, region_xywh or (0.0, 0.0, float(w), float(h)), (self.size, self.size))
+        if back is None:
+            return []
+        out = self.raw(image)
+        found = []
+        for d in self.decoder.decode(out["regressors"], out["classificators"], min_score=self.threshold):
+            box = d.box.reshape(2, 2) @ back[:, :2].T + back[:, 2]
+            kps = d.keypoints @ back[:, :2].T + back[:, 2]
+            found.append((d.score, box.reshape(4), kps))
+        return found
+
+    def _face(self, score: float, box: np.ndarray, kps: np.ndarray) -> FaceBox:
+        roll = roll_from_eyes(kps[0], kps[1])
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        shrink = float(np.interp(min(abs(roll), 180.0 - abs(roll)), *self.ROLL_SIDE))
+        side = math.sqrt(max(bw * bh, 1e-6)) * self.BOX_SCALE / shrink
+        t = math.radians(roll)  # the cascade convention's centre, along the face's own down axis
+        cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+        return FaceBox(cx - math.sin(t) * self.BOX_DY * side, cy + math.cos(t) * self.BOX_DY * side, side,
+                       score, roll)
+
+    def verified(self, frame: np.ndarray, found) -> list:
+        """Full-frame candidates re-run in a window of 3 of their sizes (the face then fills a
+        third of the input, the model's sweet spot): kept when a detection there overlaps the
+        candidate (IoU > 0.3) with a score >= ``verify_threshold``."""
+        from realtime.live.blazeface import box_iou
+
+        out = []
+        for score, box, kps in found:
+            side = math.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-6))
+            cx, cy, half = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), 1.5 * side
+            again = [d for d in self.detections(frame, (cx - half, cy - half, 2 * half, 2 * half))
+                     if d[0] >= self.verify_threshold and box_iou(box, d[1][None])[0] > 0.3]
+            if again:  # the candidate's own box (the calibrated convention), the better score
+                out.append((max(score, max(d[0] for d in again)), box, kps))
+        return out
+
+    def tiles(self, shape_hw: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """Square regions of a full-frame search besides the whole frame: a wide (or tall) frame
+        letterboxed whole shrinks its faces by its long side, so squares of the short side are
+        searched too, evenly spaced along the long side and overlapping by at least a third
+        (2 for 4:3, 3 for 16:9; none for a square frame or with ``tile`` off)."""
+        h, w = shape_hw
+        short, long_ = min(h, w), max(h, w)
+        if not self.tile or long_ < 1.05 * short:
+            return []
+        n = max(2, math.ceil(2.0 * long_ / short) - 1)
+        starts = np.linspace(0.0, long_ - short, n)
+        return [(float(a), 0.0, float(short), float(short)) if w >= h else (0.0, float(a), float(short), float(short))
+                for a in starts]
+
+    def full_frame(self, frame: np.ndarray) -> list:
+        """Detections of a full-frame search: the whole frame and its :meth:`tiles`, merged (a
+        detection overlapping a better one by IoU > 0.3 is dropped), best first."""
+        from realtime.live.blazeface import box_iou
+
+        h, w = frame.shape[:2]
+        found = list(self.detections(frame))
+        for region in self.tiles((h, w)):
+            found += self.detections(frame, region)
+        found.sort(key=lambda d: -d[0])
+        kept: list = []
+        for d in found:
+            if not kept or not np.any(box_iou(d[1], np.array([k[1] for k in kept])) > 0.3):
+                kept.append(d)
+        return kept
+
+    def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
+        if near is None:
+            found = self.full_frame(frame_bgr)
+            if self.verify_threshold is not None:
+                found = self.verified(frame_bgr, found)
+            return sorted((self._face(*d) for d in found), key=lambda f: -f.side)
+        half = 1.5 * near.side
+        faces = [f for f in (self._face(*d) for d in self.detections(frame_bgr, (near.cx - half, near.cy - half,
+                                                                                  2 * half, 2 * half)))
+                 if 0.5 * near.side <= f.side <= 2.0 * near.side and abs(f.cx - near.cx) <= half
+                 and abs(f.cy - near.cy) <= half]
+        return sorted(faces, key=lambda f: math.hypot(f.cx - near.cx, f.cy - near.cy))
+
+
 # --------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------
@@ -349,9 +496,10 @@ DETECTORS: dict[str, Callable[[RoiConfig | None], FaceDetector]] = {
     CascadeDetector(cfg.detect_width, cfg.window_face_px, cfg.min_neighbors),  # defaults = RoiConfig's
     "dlib-hog": lambda cfg: DlibHogDetector(),
     "tryon-face": lambda cfg: TryonFaceDetector(),
+    "blazeface": lambda cfg: BlazeFaceDetector(),
 }
 #: The default, chosen by measurement (benchmarks/results/detection_*.md).
-DEFAULT_DETECTOR = "cascade"
+DEFAULT_DETECTOR = "blazeface"
 
 
 def detector_names() -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 
 from realtime.backends.graph_runner import onnx_metadata, open_graph
 from realtime.errors import BackendError
-from realtime.live.detectors import DEFAULT_DETECTOR, DETECTORS, TryonFaceDetector
+from realtime.geometry import letterbox
+from realtime.live.detectors import DEFAULT_DETECTOR, DETECTORS, BlazeFaceDetector, TryonFaceDetector
 
 #: The astronaut's face in skimage's 512x512 portrait: centre and side (px) of the cascade's box
 #: (as in test_tracking.py).
@@ -75,10 +76,13 @@ def test_recovers_the_roll_of_a_rotated_astronaut(detector, roll):
     assert abs(near[0].roll_deg - roll) < 12.0, f"roll {near[0].roll_deg:.1f}, made {roll}"
 
 
-@shipped
-def test_window_search_finds_it_near_the_followed_face_even_at_the_border(detector):
+@pytest.mark.parametrize("cls", [TryonFaceDetector, BlazeFaceDetector])
+def test_window_search_finds_it_near_the_followed_face_even_at_the_border(cls):
     from realtime.framing import FaceBox
 
+    if not cls.WEIGHTS.is_file():
+        pytest.skip(f"{cls.WEIGHTS.name} is not shipped in this tree")
+    detector = cls(threads=1)
     img = _astronaut_bgr()
     cx, cy, side = ASTRONAUT_FACE
     near = detector.detect(img, near=FaceBox(cx + 8, cy - 6, side))
@@ -118,7 +122,7 @@ def test_the_shipped_graph_matches_its_torch_weights(detector):
     net, cfg = load_trained(TryonFaceDetector.WEIGHTS.with_suffix(".pt"))
     low = TryonFaceDetector(threshold=0.1, threads=1)  # several peaks to compare, not only the face
     tilted, _ = _rotate(_astronaut_bgr(), 25.0)
-    image, _ = low._place(tilted, 0.0, 0.0, 512.0, 512.0)
+    image, _ = letterbox(tilted, (0.0, 0.0, 512.0, 512.0), (low.input_w, low.input_h))
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0)
     with torch.no_grad():
         peaks, reg = _Exported.make(net)(x)
