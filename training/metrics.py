@@ -20,6 +20,11 @@ choice a field of :class:`MetricConfig`:
   statistics (``use_sample_covariance=False``, as Wang et al. and pytorch-ssim), per
   channel then averaged. A box narrower than ``min_box`` = 11 px (one SSIM window) is
   grown about its centre, within the image.
+  LSSIM is not monotonic in the placement error: background outside both masks is the same
+  in both composites (SSIM 1 there), so a far miss, whose union box spans background, can
+  score above a near miss that compares two misaligned textures over a tight box, and a quad
+  scaled up by 1.5 above one scaled down to 0.7 that overlaps the label more. Read it beside IoU and Disp
+  (measured for the tie: ``benchmarks/results/tie_diagnosis_2026-12-02_amd-epyc-2c.md``).
 * **Disp**: mean over the 4 vertices of the L2 distance between predicted and
   ground-truth final vertices with x divided by W and y by H:
   mean_k sqrt(((x_k - x'_k) / W)^2 + ((y_k - y'_k) / H)^2).

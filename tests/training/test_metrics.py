@@ -104,3 +104,58 @@ def test_summarize_averages_and_counts(rng):
     assert s.iou == pytest.approx(0.5)
     with pytest.raises(ValueError):
         summarize([])
+
+
+def _ssim_from_the_formula(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. 2004 SSIM written out independently: Gaussian window sigma 1.5 (11 taps),
+    population (co)variances, C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 255, per channel, the mean
+    over the map without the 5-pixel border a full window cannot cover."""
+    from scipy.ndimage import gaussian_filter
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    out = []
+    for c in range(a.shape[2]):
+        x, y = a[..., c].astype(np.float64), b[..., c].astype(np.float64)
+
+        def blur(z):
+            return gaussian_filter(z, 1.5, truncate=3.5, mode="reflect")
+
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        out.append(s[5:-5, 5:-5].mean())
+    return float(np.mean(out))
+
+
+def test_lssim_is_spec_ssim_inside_the_union_box_of_the_two_masks(rng):
+    """SPEC section 5: SSIM (Gaussian window 11, sigma 1.5) between the two composites, inside
+    the bounding box of the union of the two warped masks, checked against the formula."""
+    from realtime.geometry import PreparedAccessory
+    from training.metrics import render, warp_homography
+
+    bg, fg, init = _scene(rng)
+    gt, pred = _rect(10, 12, 40, 30), _rect(16, 15, 47, 36)
+    cfg = MetricConfig()
+    acc = PreparedAccessory.from_rgba(fg, to_bgr=False)
+    gt_comp, gt_mask = render(bg, acc, fg[..., 3], warp_homography(init, gt), cfg)
+    pred_comp, pred_mask = render(bg, acc, fg[..., 3], warp_homography(init, pred), cfg)
+    assert _box_of(gt_mask | pred_mask, cfg) == (10, 12, 48, 37)  # x 10..47, y 12..36 inclusive
+    expected = _ssim_from_the_formula(pred_comp[12:37, 10:48], gt_comp[12:37, 10:48])
+    assert sample_metrics(bg, fg, init, gt, pred).lssim == pytest.approx(expected, abs=1e-9)
+
+
+def test_lssim_scores_a_far_miss_above_a_near_miss_of_a_textured_accessory(rng):
+    """Why a mean quad can beat a closer model on LSSIM (issue 17): a near miss compares two
+    misaligned textures over a tight box (SSIM near 0 there), a far miss grows the union box
+    over background that is identical in both composites. IoU and Disp do not reward it."""
+    big = 128
+    bg = np.full((big, big, 3), 90, np.uint8)
+    fg = np.empty((big, big, 4), np.uint8)
+    fg[..., :3] = rng.integers(0, 256, size=(big, big, 3), dtype=np.uint8)  # a fine pattern
+    fg[..., 3] = 255
+    init = np.array([[0, 0], [big - 1, 0], [big - 1, big - 1], [0, big - 1]], np.float64)
+    gt = _rect(20, 20, 50, 50)
+    near = sample_metrics(bg, fg, init, gt, gt + [7.5, 0.0])  # a quarter of the side
+    far = sample_metrics(bg, fg, init, gt, gt + [60.0, 0.0])  # twice the side: disjoint
+    assert near.iou > 0.5 > far.iou == 0.0 and near.disp < far.disp
+    assert far.lssim > near.lssim + 0.2
