@@ -457,10 +457,10 @@ class TryOnPipeline:
                     roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
                 except ValueError:  # a degenerate quad has no roll
                     roll = None
-            # Presence: below show_confidence counts as "no face here" for the tracker, not only below
-            # the gate's hide_confidence: on a non-face picture left where the face was (the space
-            # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
-            # gate's hysteresis band, which kept the accessory on for 10 frames.
+            # Presence: the tracker keeps the face only at its verify level (roi.verify_confidence, the
+            # confidence passed here), not at the gate's show level: on a non-face picture left where the
+            # face was (the space shuttle of the steadiness script) the shipped glasses model gives
+            # 0.31-0.49, which kept the accessory on.
             kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll,
                                         confidence=confidence)
             if not kept:  # presence check: the network refused the detection, or the face left

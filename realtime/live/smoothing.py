@@ -131,6 +131,11 @@ class OneEuroFilter:
         """The last filtered value (None after :meth:`reset`)."""
         return None if self._x is None else self._x.copy()
 
+    @property
+    def speed(self) -> np.ndarray | None:
+        """The filtered derivative (units per second; None after :meth:`reset`)."""
+        return None if self._dx is None else self._dx.copy()
+
     def __call__(self, x: np.ndarray | float, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter one sample.
 
@@ -163,9 +168,11 @@ class OneEuroFilter:
 # --------------------------------------------------------------------------------------
 
 def quad_size(pts_xy: np.ndarray) -> float:
-    """Size of a quad in pixels: the square root of its area (shoelace)."""
-    x, y = pts_xy[:, 0], pts_xy[:, 1]
-    return math.sqrt(abs(0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))))
+    """Size of a quad in pixels: the square root of its area (shoelace). Plain floats: on 4
+    points numpy's per-call overhead was most of the tracker's own per-frame cost."""
+    p = np.asarray(pts_xy, dtype=np.float64).tolist()
+    twice = sum(x0 * y1 - y0 * x1 for (x0, y0), (x1, y1) in zip(p, p[1:] + p[:1]))
+    return math.sqrt(abs(0.5 * twice))
 
 
 def _rot(theta: float) -> np.ndarray:
