@@ -41,10 +41,13 @@ from realtime.config import parse_overrides  # noqa: E402
 from realtime.framing import roi_config  # noqa: E402
 from realtime.live.detectors import DEFAULT_DETECTOR, detector_names, make_detector  # noqa: E402
 from realtime.live.pipeline import TryOnPipeline  # noqa: E402
+from realtime.live.smoothing import SmoothingConfig  # noqa: E402
 from realtime.procedural import bundled_accessories  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("stability_heldout")
+#: The smoothing defaults before this measurement (replayed on each photo's raw keypoints).
+PREVIOUS_SMOOTHING = {"beta": 8.0}
 
 
 def pick_photos(faces: Path, count: int, split_file: Path, trajectory: st.Trajectory,
@@ -78,9 +81,10 @@ def summary(reports: list[dict[str, Any]], out_dir: Path) -> str:
              + f" ({first['fps']:g} fps, "
              f"{first['frame_size']}); per-photo reports in {out_dir.name}/ "
              "(benchmarks/stability_heldout.py).", "",
-             "| photo | jitter (% diag) | lag slow pan (raw) | visible with a face | visible at +45 (hold) | "
+             "| photo | jitter (% diag) | lag slow pan (raw) | jitter / lag slow pan, previous smoothing | "
+             "visible with a face | visible at +45 (hold) | "
              "roll error +45 hold (deg) | accessory with no face | frames to re-acquire (re-entry / 30 deg cut) | "
-             "load at start |", "|---|---|---|---|---|---|---|---|---|"]
+             "load at start |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def reacq(sc: dict[str, Any]) -> str:
         vals = [row.get("reacquire_frames") for row in sc.get("segments", []) if "reacquire_frames" in row]
@@ -89,16 +93,18 @@ def summary(reports: list[dict[str, Any]], out_dir: Path) -> str:
     def hold45(sc: dict[str, Any], key: str) -> float | None:
         return next((row.get(key) for row in sc.get("segments", []) if row["name"] == "hold +45"), None)
 
-    def row(name: str, sc: dict[str, Any], raw: dict[str, Any], tail: str) -> str:
+    def row(name: str, sc: dict[str, Any], raw: dict[str, Any], prev: dict[str, Any] | None, tail: str) -> str:
+        old = "n/a" if prev is None else f"{st._fmt(prev['jitter_pct'], 3)} / {st._fmt(prev['lag_frames']['slow pan'])}"
         return (f"| {name} | {st._fmt(sc['jitter_pct'], 3)} | {st._fmt(sc['lag_frames']['slow pan'])} "
-                f"({st._fmt(raw['lag_frames']['slow pan'])}) | {st._fmt(sc['visible_frac'], 3)} | "
+                f"({st._fmt(raw['lag_frames']['slow pan'])}) | {old} | {st._fmt(sc['visible_frac'], 3)} | "
                 f"{st._fmt(hold45(sc, 'visible_frac'))} | {st._fmt(hold45(sc, 'roll_error_deg'), 1)} | "
                 f"{st._fmt(sc['false_accessory_frac'], 3)} | {tail} |")
 
     for name, sc, raw, r in rows:
         load = ", ".join(f"{v:.1f}" for v in r.get("load_avg", [])[:1])
-        lines.append(row(name, sc, raw, f"{reacq(sc)} | {load}"))
-    lines.append(row("**mean**", mean, mean_raw, " | "))
+        lines.append(row(name, sc, raw, r.get("previous_smoothing", {}).get("smoothed"), f"{reacq(sc)} | {load}"))
+    prevs = [r["previous_smoothing"]["smoothed"] for r in reports if "previous_smoothing" in r]
+    lines.append(row("**mean**", mean, mean_raw, st.mean_scores(prevs) if len(prevs) == len(reports) else None, " | "))
     worst_lag = max(s["lag_frames"]["slow pan"] for _, s, _, _ in rows)
     worst_jit = max(s["jitter_pct"] for _, s, _, _ in rows)
     worst_false = max(s["false_accessory_frac"] for _, s, _, _ in rows)
@@ -123,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="glasses crop/tracking option (realtime.framing.RoiConfig), e.g. --set crop_lead=0")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results" / "stability_heldout")
+    p.add_argument("--summarise", action="store_true",
+                   help="only tabulate the photo reports already in --out-dir (e.g. after a run cut short)")
     args = p.parse_args(argv)
+    if args.summarise:
+        reports = [json.loads(f.read_text()) for f in sorted(args.out_dir.glob("stability_*.json"))]
+        if not reports:
+            p.error(f"--summarise: no stability_*.json report in {args.out_dir}")
+        return _write_summary(reports, args.out_dir, "")
     if args.photos < 1:
         p.error("--photos must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -149,9 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(json.loads(done[-1].read_text()))
             continue
         env = environment(1)  # this photo's own date and load
-        report = st.run_stability(lambda: TryOnPipeline(resolver, {"glasses": [accessory]}, detector=detector,
-                                                        roi_configs={"glasses": roi}),
-                                  [(name, img)], noise_sigma=args.noise, script=st.SCRIPTS[args.script])
+        pipe = TryOnPipeline(resolver, {"glasses": [accessory]}, detector=detector, roi_configs={"glasses": roi})
+        (rec,) = st.record_photos(lambda: pipe, [(name, img)], trajectory, args.noise)
+        report = st.stability_report([rec], pipe.smoother.cfg, args.noise)
+        # The smoothing is downstream of everything that feeds back: the previous default's scores
+        # come from replaying it on the same raw keypoints (exact, realtime.bench.stability).
+        report["previous_smoothing"] = {"config": PREVIOUS_SMOOTHING,
+                                        "smoothed": st.score(rec, *st.replay_smoothing(
+                                            rec, SmoothingConfig(**PREVIOUS_SMOOTHING)))}
         report.update(env)
         report["model"] = model_info(resolver("glasses"), resolver.untrained("glasses"), resolver.describe("glasses"))
         report["accessory"], report["detector"], report["roi_overrides"] = accessory.name, args.detector, roi_over
@@ -161,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                  report["smoothed"]["jitter_pct"], report["smoothed"]["lag_frames"]["slow pan"],
                  report["smoothed"]["false_accessory_frac"])
     resolver.close()
-    text = summary(reports, args.out_dir)
-    out = args.out_dir / f"stability_heldout_{reports[-1]['date']}_{slug}{tag}.md"
+    return _write_summary(reports, args.out_dir, tag)
+
+
+def _write_summary(reports: list[dict[str, Any]], out_dir: Path, tag: str) -> int:
+    text = summary(reports, out_dir)
+    out = out_dir / f"stability_heldout_{reports[-1]['date']}_{hardware_slug(reports[-1])}{tag}.md"
     out.write_text(text)
     print(text)
     print(f"wrote {out}")

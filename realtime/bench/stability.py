@@ -926,10 +926,18 @@ def run_stability(make_pipeline: Callable[[], Any], photos: Sequence[tuple[str, 
     smoothing = smoothing or SmoothingConfig()
     trajectory = Trajectory(script, size_wh)
     recs = record_photos(make_pipeline, photos, trajectory, noise_sigma)
+    return stability_report(recs, smoothing, noise_sigma, len(photos) - len(recs), sweep)
+
+
+def stability_report(recs: Sequence[Recording], smoothing: SmoothingConfig, noise_sigma: float,
+                     skipped: int = 0, sweep: bool = False) -> dict[str, Any]:
+    """The report of :func:`run_stability` from its recordings (same script and frame size)."""
+    trajectory = recs[0].trajectory
+    size_wh = trajectory.size_wh
     per_photo = [{"photo": r.name, "diagonal_px": r.diagonal, "raw": score(r, r.raw, r.visible),
                   "smoothed": score(r)} for r in recs]
     report: dict[str, Any] = {
-        "kind": "stability", "photos": [r.name for r in recs], "skipped_photos": len(photos) - len(recs),
+        "kind": "stability", "photos": [r.name for r in recs], "skipped_photos": skipped,
         "noise_sigma": noise_sigma, "frame_size": f"{size_wh[0]}x{size_wh[1]}", "fps": trajectory.fps,
         "script": [dataclasses.asdict(s) for s in trajectory.script], "smoothing": dataclasses.asdict(smoothing),
         "per_photo": per_photo, "raw": mean_scores([p["raw"] for p in per_photo]),
