@@ -451,12 +451,12 @@ class TryOnPipeline:
             # The raw quad's roll turns the next crop (through the tracker's dead-band): the smoothed
             # one lags (its cutoff at rest, 0.05 Hz, is for the display), and a late-turning crop fed
             # that lag back into the keypoints.
-            roll = None
-            if confidence >= gate.show_confidence:
-                try:
-                    roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
-                except ValueError:  # a degenerate quad has no roll
-                    roll = None
+            # (Given on every frame: the tracker uses it from a confident frame, or while it checks a new
+            # detection, whose roll may come from a detector view 15 degrees off.)
+            try:
+                roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
+            except ValueError:  # a degenerate quad has no roll
+                roll = None
             # Presence: the tracker keeps the face only at its verify level (roi.verify_confidence, the
             # confidence passed here), not at the gate's show level: on a non-face picture left where the
             # face was (the space shuttle of the steadiness script) the shipped glasses model gives

@@ -298,7 +298,7 @@ class RoiTracker:
         at ``verify_confidence``, the level that verified it): the person left.
 
         Roll: a confident frame's ``roll_deg`` (the quad's roll relative to the accessory's
-        upright quad) turns the next crops, so the face stays upright in them; the crop
+        upright quad; while a new detection is checked, any frame's) turns the next crops, so the face stays upright in them; the crop
         turns only by what exceeds ``roll_deadband_deg`` (a backlash, so the wobble of the
         prediction is not fed back).
 
@@ -338,16 +338,22 @@ class RoiTracker:
                 log.info("face left: the network no longer sees it")
                 self._drop(REASON_LEFT)
                 return False
+        # Roll: from a confident frame, or from any frame while a new detection is checked: a face found
+        # in a rotated detector view carries that view's roll (15-degree steps), and on FMD 326's cut to
+        # a 30-degree tilt the 15-degree view's crop kept the network at 0.37-0.40, under the verify
+        # level, until the detection was refused; turned by the network's own roll, the next crop is
+        # upright.
+        if (confident and not self._absent or not self._verified) and roll_deg is not None \
+                and np.isfinite(roll_deg) and self.cfg.roll_aware:
+            diff = _wrap_deg(float(roll_deg) - self._roll)  # backlash: wobbles inside the dead-band stay out
+            band = self.cfg.roll_deadband_deg
+            if abs(diff) > band:
+                self._roll = _wrap_deg(self._roll + diff - math.copysign(band, diff))
         if pts_xy is None or not confident or self._absent:  # no follow onto whatever is left in view
             return True
         pts = np.asarray(pts_xy, dtype=np.float64)
         if not np.all(np.isfinite(pts)):
             return True
-        if roll_deg is not None and np.isfinite(roll_deg) and self.cfg.roll_aware:
-            diff = _wrap_deg(float(roll_deg) - self._roll)  # backlash: wobbles inside the dead-band stay out
-            band = self.cfg.roll_deadband_deg
-            if abs(diff) > band:
-                self._roll = _wrap_deg(self._roll + diff - math.copysign(band, diff))
         qc, qs = pts.mean(axis=0), quad_size(pts)
         if qs < 1.0:
             return True

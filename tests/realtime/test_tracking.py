@@ -420,3 +420,41 @@ def test_a_picture_left_in_view_at_the_show_level_does_not_keep_the_accessory():
     assert any(e.confidence > 0.4 for e in away), "the picture does reach the show level"
     assert not any(e.visible for e in ests[30:]), "drawn on the picture after the face left"
     assert REASON_LEFT in [e.status for e in ests[30:34]], "the face is dropped by the 3rd frame after"
+
+
+class LevelEyeNet(EyeNet):
+    """The eye finder, unsure (0.45: under the verify level) unless the eyes are level in its crop,
+    as the real network is on a face rolled in its crop."""
+
+    def infer(self, bg_input: np.ndarray) -> np.ndarray:
+        heat = super().infer(bg_input)
+        eyes = self.eyes_in_crop[-1]
+        if np.all(np.isfinite(eyes)):
+            d = eyes[1] - eyes[0]
+            if abs(math.degrees(math.atan2(d[1], d[0]))) > 8.0:
+                return 0.45 * heat
+        return heat
+
+
+class RolledOnceDetector(OnceDetector):
+    """:class:`OnceDetector` whose box carries a roll (as one found in a rotated view does)."""
+
+    def __init__(self, box, roll_deg: float) -> None:
+        super().__init__(box)
+        self.roll_deg = roll_deg
+
+    def detect(self, frame_bgr, near=None):
+        return [FaceBox(f.cx, f.cy, f.side, 1.0, self.roll_deg) for f in super().detect(frame_bgr, near)]
+
+
+def test_a_tilted_face_found_in_a_view_15_degrees_off_is_verified_by_the_network_s_own_roll():
+    """FMD 326's cut to a 30-degree tilt: found in the 15-degree detector view, its crop 15 degrees off
+    kept the network under the verify level until the detection was refused. While a detection is
+    checked, the network's roll turns the crop, so the next one is upright and verifies."""
+    centre = (240.0, 180.0)
+    detector = RolledOnceDetector((centre[0], centre[1] + 5.0, EYE_GAP * 2.2), roll_deg=15.0)
+    pipe, _ = _eye_pipeline(detector, LevelEyeNet())
+    ests = [pipe.estimate(Frame(_face_frame(centre, 30.0), i, i / 30.0)) for i in range(10)]
+    assert ests[0].confidence < 0.6, "the first crop (15 degrees off) is not enough to verify"
+    assert REASON_REJECTED not in [e.status for e in ests]
+    assert all(e.visible for e in ests[4:]), [e.status for e in ests]
