@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="roi option (realtime.framing.RoiConfig), e.g. --set confirmed_detect_every=5")
     p.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--tag", default="", help="suffix of the result files (e.g. the code version measured)")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.error("--reps must be >= 1")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "Target: <= 2 ms a frame on average (detection amortised) on one CPU core.", ""]
     markdown = "\n".join(lines)
     print(markdown)
-    tag = "_".join(o.replace("=", "-") for o in args.overrides)
+    tag = "_".join([o.replace("=", "-") for o in args.overrides] + ([args.tag] if args.tag else []))
     name = f"tracker_cost_{report['date']}_{hardware_slug(report)}{'_' + tag if tag else ''}.json"
     for path in write_report(report, args.out_dir / name, markdown):
         print(f"wrote {path}")

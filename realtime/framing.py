@@ -75,7 +75,9 @@ class RoiConfig:
             the gate's show level: the shipped glasses model gives 0.72-0.92 on real faces and
             0.31-0.40, now and then more, on the space shuttle picture of the steadiness script).
         absent_frames: frames in a row without a confident network output that drop a
-            confirmed face (the person left): the accessory is gone by the last of them.
+            confirmed face (the person left): the accessory is gone from the first of them, the
+            face by the last; after the first, a frame counts as present again only at
+            ``verify_confidence``.
         acquire_views: while nobody is followed, search one extra rotated / padded view
             per detection attempt (:data:`realtime.live.detectors.ACQUIRE_VIEWS`).
         roll_aware: turn the crop with the followed face's roll.
@@ -94,6 +96,18 @@ class RoiConfig:
         max_follow_scale: largest face scale change per keypoint update (ratio).
         min_cutoff: One Euro cutoff (Hz) of the face box at rest.
         beta: One Euro speed coefficient of the face box (speed in face sizes / s).
+        crop_lead: the crop is placed where the face box's velocity (the One Euro filter's
+            speed estimate) puts the face this many frame intervals ahead of the smoothed box:
+            the box comes from the previous frame's keypoints and the filter trails it, and a
+            network partly anchored to its crop turns that trailing crop into keypoint lag
+            (benchmarks/results/stability_*: on the slow pan of held-out Helen 1010057391_1 the raw
+            keypoints trailed by 0.76 frames with the crop on the smoothed box, 0.20 with a lead of
+            1, 0.26 with the box unsmoothed). 1 = one frame: the feedback delay. 0 = the smoothed
+            box itself.
+        crop_lead_speed: the lead fades in around this speed (face sizes / s for the centre,
+            log-size / s for the size; half of it at this speed, 90 % at 3x): a still face's
+            speed estimate is noise, and extrapolating it gave a network anchored to its crop
+            a wandering crop. The steadiness script's slow pan is ~0.7 face sizes / s.
         detect_width: full-frame detection runs on the frame resized to this width (px).
         window_face_px: in the search window, the expected face is resized to this size.
         min_neighbors: detections a face needs among overlapping windows (cascade vote;
@@ -120,6 +134,8 @@ class RoiConfig:
     max_follow_scale: float = 1.25
     min_cutoff: float = 0.7
     beta: float = 3.0
+    crop_lead: float = 1.0
+    crop_lead_speed: float = 0.2
     detect_width: int = 320
     window_face_px: int = 48
     min_neighbors: int = 4
@@ -135,6 +151,9 @@ class RoiConfig:
                              "roi.max_missed_following >= 0")
         if self.roll_deadband_deg < 0:
             raise ValueError(f"roi.roll_deadband_deg must be >= 0, got {self.roll_deadband_deg}")
+        if self.crop_lead < 0 or self.crop_lead_speed < 0:
+            raise ValueError(f"roi.crop_lead and roi.crop_lead_speed must be >= 0, got {self.crop_lead}, "
+                             f"{self.crop_lead_speed}")
         if self.redetect_deadband < 0:
             raise ValueError(f"roi.redetect_deadband must be >= 0, got {self.redetect_deadband}")
 

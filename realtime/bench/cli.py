@@ -15,6 +15,7 @@ from realtime.bench.latency import (CAMERA_FPS, DEFAULT_CATEGORIES, DEFAULT_RESO
 from realtime.bench.peer import PeerError, PeerUnavailable
 from realtime.bench.report import environment, hardware_slug, write_report
 from realtime.bench.soak import run_soak, soak_markdown
+from realtime.bench.stability import SCRIPTS
 from realtime.config import CATEGORIES
 from realtime.io import ensure_writable_folder
 from realtime.live.capture import PortraitMotionSource
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = p.add_argument_group("steadiness (--stability)")
     st.add_argument("--photos", type=Path, help="folder of photos (default: the astronaut)")
     st.add_argument("--max-photos", type=int, default=5, help="photos used from --photos (default 5)")
+    st.add_argument("--script", choices=list(SCRIPTS), default="full",
+                    help="camera script: full (~35 s) or targets (the issue-13 targets only, ~18 s: static hold, "
+                         "slow pan, roll to +45, face away, re-entry, 30-degree cut)")
     st.add_argument("--noise", type=float, default=3.0, help="sensor noise, grey levels (default 3)")
     st.add_argument("--sweep", action="store_true", help="sweep the smoothing parameters, plot jitter vs lag")
     st.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -171,7 +175,7 @@ def _stability_command(args: argparse.Namespace, resolver: ModelResolver,
         return TryOnPipeline(resolver, {category: [accessory]}, smoothing=smoothing, detector=detector)
 
     report = stability.run_stability(make_pipeline, photos, smoothing=smoothing, noise_sigma=args.noise,
-                                     sweep=args.sweep)
+                                     sweep=args.sweep, script=stability.SCRIPTS[args.script])
     report.update(environment(threads))
     report["model"] = model_info(resolver(category), resolver.untrained(category), resolver.describe(category))
     report["accessory"] = accessory.name

@@ -475,16 +475,16 @@ class TryOnPipeline:
             # The raw quad's roll turns the next crop (through the tracker's dead-band): the smoothed
             # one lags (its cutoff at rest, 0.05 Hz, is for the display), and a late-turning crop fed
             # that lag back into the keypoints.
-            roll = None
-            if confidence >= gate.show_confidence:
-                try:
-                    roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
-                except ValueError:  # a degenerate quad has no roll
-                    roll = None
-            # Presence: below show_confidence counts as "no face here" for the tracker, not only below
-            # the gate's hide_confidence: on a non-face picture left where the face was (the space
-            # shuttle of the steadiness script) the shipped glasses model gives 0.31-0.40, inside the
-            # gate's hysteresis band, which kept the accessory on for 10 frames.
+            # (Given on every frame: the tracker uses it from a confident frame, or while it checks a new
+            # detection, whose roll may come from a detector view 15 degrees off.)
+            try:
+                roll = math.degrees(quad_to_params(raw)[2]) - self._acc_quad[2]
+            except ValueError:  # a degenerate quad has no roll
+                roll = None
+            # Presence: the tracker keeps the face only at its verify level (roi.verify_confidence, the
+            # confidence passed here), not at the gate's show level: on a non-face picture left where the
+            # face was (the space shuttle of the steadiness script) the shipped glasses model gives
+            # 0.31-0.49, which kept the accessory on.
             kept = self.tracker.observe(raw, confident=confidence >= gate.show_confidence, roll_deg=roll,
                                         confidence=confidence)
             if not kept:  # presence check: the network refused the detection, or the face left
