@@ -353,9 +353,11 @@ def test_async_loop_keeps_the_camera_rate_when_inference_is_slow():
 
 def test_camera_loss_mid_run_recovers():
     frames = [_astronaut_source(seconds=0.5)._get(i) for i in range(5)]
+    pipe, _ = _pipeline()  # first: building it (the detector's graph) can outlast the camera's whole outage
+    pipe.estimate(Frame(frames[0], 0, 0.0))  # ... and so can its first frame (the detector opens lazily)
+    pipe.reset()
     factory = FlakyCaptureFactory(frames, fail_after=6, reopen_failures=2, fps=60.0)
     cam = CameraSource(0, opener=factory, backoff_start_s=0.05, backoff_max_s=0.1)
-    pipe, _ = _pipeline()
     seen = []
 
     def sink(out):
