@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
+
+# A suite started in the background by a non-interactive shell (``nohup python -m pytest &``)
+# inherits SIGINT ignored, and so does every ``tryon`` child a test spawns: the Ctrl-C tests
+# (a recording finalised on SIGINT) would then see the signal ignored. They stand for a user
+# at a terminal, so the suite gives SIGINT its default meaning back (children start with it).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
