@@ -578,6 +578,12 @@ def segment_metrics(rec: Recording, pts_xy: np.ndarray, visible: np.ndarray) -> 
     * placement error: each visible quad mapped back into the photo by the known transform,
       against the reference (upright) placement: mean corner distance, % of the reference
       quad's diagonal, median over the segment's visible frames;
+    * placement error at the same place (``placement_error_local_pct``, segments after an upright
+      hold): the same, against the mean placement of the latest *earlier* upright hold (no roll,
+      no absence since) instead of the static hold's. A pan, zoom or step moves the face to
+      another part of the frame and the network's placement there differs a little from the
+      static hold's (its equivariance error, seen on the upright hold after the pan already);
+      this column isolates what a roll adds to it;
     * roll error: |angle of the quad - angle of the ground truth| in degrees, median;
     * frames to re-acquire (the segment right after an ``away``): frames from its start to
       the first visible one (None: never within the segment).
@@ -588,6 +594,11 @@ def segment_metrics(rec: Recording, pts_xy: np.ndarray, visible: np.ndarray) -> 
     gt_angle = _angle_deg(rec.gt)
     pred_angle = _angle_deg(pts_xy)
     prev_kind = None
+    local_ref: np.ndarray | None = None  # mean placement (photo px) of the latest upright hold
+
+    def in_photo(i: int) -> np.ndarray:
+        return warp_points(np.linalg.inv(rec.frame_from_image[i]), pts_xy[i])
+
     for sp in rec.trajectory.spans:
         idx = np.arange(sp.start, sp.stop)
         vis = visible[idx] & np.all(np.isfinite(pts_xy[idx]), axis=(1, 2))
@@ -595,14 +606,21 @@ def segment_metrics(rec: Recording, pts_xy: np.ndarray, visible: np.ndarray) -> 
                                "visible_frac": float(np.mean(vis))}
         if sp.segment.kind in ABSENT_KINDS:
             row["false_accessory_frac"] = row.pop("visible_frac")
+            local_ref = None
         else:
             shown = idx[vis]
             if len(shown):
-                err = [np.mean(np.linalg.norm(warp_points(np.linalg.inv(rec.frame_from_image[i]), pts_xy[i])
-                                              - ref_photo, axis=-1)) for i in shown]
+                mapped = [in_photo(i) for i in shown]
+                err = [np.mean(np.linalg.norm(q - ref_photo, axis=-1)) for q in mapped]
                 row["placement_error_pct"] = float(np.median(err) / diag_photo * 100.0)
+                if local_ref is not None:
+                    local = [np.mean(np.linalg.norm(q - local_ref, axis=-1)) for q in mapped]
+                    row["placement_error_local_pct"] = float(np.median(local) / diag_photo * 100.0)
                 d = np.abs((pred_angle[shown] - gt_angle[shown] + 180.0) % 360.0 - 180.0)
                 row["roll_error_deg"] = float(np.median(d))
+                upright = np.all(np.abs((gt_angle[shown] + 180.0) % 360.0 - 180.0) < 1.0)
+                if sp.segment.kind == "hold" and upright:
+                    local_ref = np.mean(mapped, axis=0)
             else:
                 row["placement_error_pct"] = row["roll_error_deg"] = float("nan")
             if prev_kind in ABSENT_KINDS:
@@ -626,7 +644,8 @@ def mean_scores(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
         segs = []
         for i, row in enumerate(scores[0]["segments"]):
             merged = dict(row)
-            for key in ("visible_frac", "false_accessory_frac", "placement_error_pct", "roll_error_deg"):
+            for key in ("visible_frac", "false_accessory_frac", "placement_error_pct", "placement_error_local_pct",
+                        "roll_error_deg"):
                 if key in row:
                     merged[key] = avg([s["segments"][i].get(key, float("nan")) for s in scores])
             if "reacquire_frames" in row:  # worst photo; None (never) counts as the whole segment
@@ -972,13 +991,16 @@ def segment_table(sc: dict[str, Any]) -> list[str]:
     if "segments" not in sc:
         return []
     lines = ["Per segment (smoothed, mean over photos; re-acquire: worst photo): visible fraction, placement error "
-             "(quad mapped back into the photo vs its upright placement, % of the diagonal, median), roll error "
-             "(degrees, median), accessory shown while the face is away, frames to re-acquire.", "",
-             "| segment | visible | placement error (% diag) | roll error (deg) | accessory with no face | "
+             "(quad mapped back into the photo vs its upright placement in the static hold, % of the diagonal, "
+             "median; in brackets vs the latest earlier upright hold at the same place, i.e. what the roll adds), "
+             "roll error (degrees, median), accessory shown while the face is away, frames to re-acquire.", "",
+             "| segment | visible | placement error (% diag) (same place) | roll error (deg) | accessory with no face | "
              "frames to re-acquire |", "|---|---|---|---|---|---|"]
     for row in sc["segments"]:
         reac = row.get("reacquire_frames")
-        lines.append(f"| {row['name']} | {_fmt(row.get('visible_frac'))} | {_fmt(row.get('placement_error_pct'))} | "
+        local = row.get("placement_error_local_pct")
+        place = _fmt(row.get('placement_error_pct')) + ("" if local is None else f" ({_fmt(local)})")
+        lines.append(f"| {row['name']} | {_fmt(row.get('visible_frac'))} | {place} | "
                      f"{_fmt(row.get('roll_error_deg'), 1)} | {_fmt(row.get('false_accessory_frac'))} | "
                      f"{'' if reac is None else reac} |")
     lines += ["", f"Accessory on frames with no face: {_fmt(sc.get('false_accessory_frac'), 3)}; visible on frames "

@@ -346,6 +346,37 @@ def test_segment_metrics_with_known_answers():
     assert any(line.startswith("| cut to 30 deg tilt |") and line.rstrip().endswith("| 7 |") for line in lines)
 
 
+def test_placement_at_the_same_place_removes_what_a_pan_did_and_keeps_what_the_roll_does():
+    """After a pan the network places the quad 3 px off in the photo (its equivariance error):
+    the static-hold placement error counts that on every later segment, the same-place one
+    (against the upright hold after the pan) does not, and still sees a placement error the
+    roll itself adds; an absence drops the same-place reference."""
+    script = (st.Segment("static hold", "hold", 1.0), st.Segment("slow pan", "pan", 1.0, dx=0.1),
+              st.Segment("hold", "hold", 0.5), st.Segment("roll to 40", "roll", 1.0, droll_deg=40.0),
+              st.Segment("hold 40", "hold", 0.5), st.Segment("face away", "away", 0.5),
+              st.Segment("re-entry", "hold", 0.5))
+    traj = st.Trajectory(script, (320, 240))
+    rec = _exact_recording(traj)
+    photo_quad = np.array([[180.0, 100.0], [260.0, 100.0], [260.0, 130.0], [180.0, 130.0]])
+    moved = photo_quad + np.array([3.0, 0.0])
+    pts = rec.raw.copy()
+    pan = traj.span("slow pan")
+    for i in range(pan.stop, len(traj)):
+        pts[i] = warp_points(rec.frame_from_image[i], moved)
+    hold40 = traj.span("hold 40")
+    pts[hold40.start:hold40.stop] += np.array([0.0, 2.0])  # the roll adds a shift in the frame
+    rows = {r["name"]: r for r in st.score(rec, pts, np.ones(len(traj), bool))["segments"]}
+    diag = float(st.quad_diagonal(photo_quad))
+    assert "placement_error_local_pct" not in rows["static hold"]
+    assert rows["hold"]["placement_error_pct"] == pytest.approx(3.0 / diag * 100.0, rel=1e-6)
+    assert rows["roll to 40"]["placement_error_pct"] == pytest.approx(3.0 / diag * 100.0, rel=1e-6)
+    assert rows["roll to 40"]["placement_error_local_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["hold 40"]["placement_error_local_pct"] > 0.5
+    assert rows["hold 40"]["placement_error_local_pct"] < rows["hold 40"]["placement_error_pct"]
+    assert "placement_error_local_pct" not in rows["re-entry"]  # the face left: no reference at this place
+    assert "(0.00)" in "\n".join(st.segment_table(st.mean_scores([st.score(rec, pts, np.ones(len(traj), bool))])))
+
+
 def away_len(span: st.SegmentSpan) -> int:
     return span.stop - span.start
 
