@@ -618,7 +618,7 @@ def segment_metrics(rec: Recording, pts_xy: np.ndarray, visible: np.ndarray) -> 
                     row["placement_error_local_pct"] = float(np.median(local) / diag_photo * 100.0)
                 d = np.abs((pred_angle[shown] - gt_angle[shown] + 180.0) % 360.0 - 180.0)
                 row["roll_error_deg"] = float(np.median(d))
-                upright = np.all(np.abs((gt_angle[shown] + 180.0) % 360.0 - 180.0) < 1.0)
+                upright = bool(np.all(np.abs(rec.trajectory.poses[idx, 3]) < math.radians(0.5)))  # camera roll
                 if sp.segment.kind == "hold" and upright:
                     local_ref = np.mean(mapped, axis=0)
             else:

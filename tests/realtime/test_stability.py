@@ -359,6 +359,12 @@ def test_placement_at_the_same_place_removes_what_a_pan_did_and_keeps_what_the_r
     rec = _exact_recording(traj)
     photo_quad = np.array([[180.0, 100.0], [260.0, 100.0], [260.0, 130.0], [180.0, 130.0]])
     moved = photo_quad + np.array([3.0, 0.0])
+    th = math.radians(6.0)  # the face in the photo is tilted: upright means the camera's roll, not the quad's
+    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    photo_quad = (photo_quad - photo_quad.mean(0)) @ rot.T + photo_quad.mean(0)
+    moved = photo_quad + np.array([3.0, 0.0])
+    mats = rec.frame_from_image
+    rec = _recording(np.stack([warp_points(m, photo_quad) for m in mats]), traj, mats)
     pts = rec.raw.copy()
     pan = traj.span("slow pan")
     for i in range(pan.stop, len(traj)):
