@@ -11,7 +11,7 @@ tabulates every photo report found in ``--out-dir`` and their mean.
 
 Speed: the network is the cost (every frame is inferred). Two things make several photos fit:
 the ``targets`` script (the default here, :data:`realtime.bench.stability.TARGETS_SCRIPT`: the
-issue-13 targets' segments only, 555 frames instead of the full script's 1065) and the OpenVINO
+issue-13 targets' segments only, 645 frames instead of the full script's 1065) and the OpenVINO
 backend (the default here), which runs the shipped model about twice as fast as torch on a CPU
 (benchmarks/results/bench_2026-12-01_*).
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = make_detector(args.detector, roi)
     env = environment(1)
     slug = hardware_slug(env)
-    tag = f"_{args.script}" + "".join(f"_{k}-{v}" for k, v in roi_over.items())
+    tag = f"_{args.script}_{args.detector}" + "".join(f"_{k}-{v}" for k, v in roi_over.items())
     reports = []
     for name, img in photos:
         done = sorted(args.out_dir.glob(f"stability_*_{slug}{tag}_{name}.json"))
