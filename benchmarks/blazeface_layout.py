@@ -10,8 +10,9 @@ of 3 of its sizes, and again in that window turned upright by its eyes
    no check) at the face of ``--photos`` TRAIN photos of the identity split (seeded choice;
    ground truth: the MediaPipe teacher's mesh box, ``--teacher-cache``), each scaled to 640 px
    and turned by 0, +-15, +-30, +-45, +-60 (and 75, 90: reported, not fitted) degrees about the
-   face, darkened, blurred and tightly cropped (the variants of ``benchmarks/detection.py``,
-   other seeds);
+   face, pasted into a 640x480 clutter frame with the face 15 / 30 / 50 / 80 % of its height
+   (a small face's keypoints are coarser), darkened, blurred and tightly cropped (the variants of
+   ``benchmarks/detection.py``, other seeds and backdrops);
 2. fits the layout model on the variants up to 60 degrees, its limit the ``--quantile`` of their
    own distances, and with ``--write`` stores it as ``realtime/weights/blazeface_short_layout.json``;
 3. runs the same candidates on TRAIN-side no-face images -- procedural clutter
@@ -48,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 FIT_ROLLS = (0, 15, -15, 30, -30, 45, -45, 60, -60)
 EXTRA_ROLLS = (75, 90)
+SCALES = (0.15, 0.3, 0.5, 0.8)
 #: Seeds of the photo choice and the negatives (the detection benchmark uses 0 and 1).
 PHOTO_SEED, NEGATIVE_SEED = 777, 424242
 #: The checks compared: name -> (layout, window, upright).
@@ -75,6 +77,8 @@ def train_faces(photos_root: Path, teacher_cache: Path, split_file: Path, n: int
 
 def face_variants(img: np.ndarray, box: np.ndarray, rng: np.random.Generator):
     """Yield (variant, image, teacher centre, teacher height) in that image's pixels."""
+    from training.face_detector import clutter
+
     k = 640 / max(img.shape[:2])
     img = cv2.resize(img, (round(img.shape[1] * k), round(img.shape[0] * k)), interpolation=cv2.INTER_AREA)
     box = box * k
@@ -86,6 +90,13 @@ def face_variants(img: np.ndarray, box: np.ndarray, rng: np.random.Generator):
     dark = 255.0 * (img / 255.0) ** 1.5 * 0.3 + rng.normal(0, 2.0, img.shape)
     yield "dark", np.clip(dark, 0, 255).astype(np.uint8), np.array(c), fh
     yield "blur", cv2.GaussianBlur(img, (0, 0), max(0.5, 0.03 * fh)), np.array(c), fh
+    for share in SCALES:  # pasted into a 640x480 clutter frame, the face this share of its height
+        kk = share * 480 / fh
+        tx, ty = rng.uniform(0.3, 0.7) * 640, rng.uniform(0.35, 0.65) * 480
+        frame = cv2.GaussianBlur(clutter(rng, 640, 480), (0, 0), 1.5)
+        cv2.warpAffine(img, np.array([[kk, 0, tx - kk * c[0]], [0, kk, ty - kk * c[1]]]), (640, 480), dst=frame,
+                       flags=cv2.INTER_AREA if kk < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+        yield f"scale {round(100 * share)} %", frame, np.array([tx, ty]), share * 480
     x0, y0, x1, y1 = box + 0.05 * np.array([-(box[2] - box[0]), -fh, box[2] - box[0], fh])
     kk = 480 / (y1 - y0)
     m = np.array([[kk, 0, -kk * x0], [0, kk, -kk * y0]])
@@ -168,8 +179,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines = ["# BlazeFace keypoint layout check and full-frame re-checks (TRAIN side)", "", run_context_line(r), "",
              f"Faces: {r['photos']} TRAIN photos (seed {PHOTO_SEED}) of {r['split']}, teacher boxes; a variant counts "
              "a face when a kept candidate lies within 0.3 face heights of the teacher box centre at 0.5-1.6 of its "
-             f"height. Layout model fitted on {r['fit_candidates']} candidates at rolls up to 60 degrees, dark, blur, "
-             f"tight; limit = the {r['quantile']} quantile of their Mahalanobis distances = **{r['limit']:.2f}**. "
+             f"height. Layout model fitted on {r['fit_candidates']} candidates at rolls up to 60 degrees, face "
+             f"scales 15-80 %, dark, blur, tight; limit = the {r['quantile']} quantile of their Mahalanobis distances = **{r['limit']:.2f}**. "
              f"No-face images (seed {NEGATIVE_SEED}): {r['negatives']}.", "",
              "| variant | " + " | ".join(CHECKS) + " |", "|---|" + "---|" * len(CHECKS)]
     for v, row in r["recall"].items():
@@ -219,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     fit = np.array([c["layout"] for v in fit_variants for cs in faces[v] for c in cs])
     model = KeypointLayout.fit(fit, args.quantile, info={
         "fitted_on": f"{len(fit)} full-frame candidates at the face of {len(photos)} TRAIN photos of {args.split.name} "
-                     f"(seed {PHOTO_SEED}; rolls {', '.join(map(str, FIT_ROLLS))}, dark, blur, tight)",
+                     f"(seed {PHOTO_SEED}; rolls {', '.join(map(str, FIT_ROLLS))}, face 15-80 % of a 640x480 "
+                     "clutter frame, dark, blur, tight)",
         "limit": f"the {args.quantile} quantile of their own distances", "script": "benchmarks/blazeface_layout.py"})
     skip = [k for k, _, _ in photos]
     negs = negative_images(train_faces(args.photos_root, args.teacher_cache, args.split, args.negative_photos,
