@@ -20,7 +20,9 @@ Candidates (measured by ``python benchmarks/detection.py``, benchmarks/results/d
 * ``blazeface``: MediaPipe's short-range BlazeFace (:class:`BlazeFaceDetector`, Apache-2.0),
   rebuilt from the mediapipe wheel's ``.tflite`` by :mod:`training.teacher.tflite_convert` and
   shipped as ``realtime/weights/blazeface_short.onnx`` (card ``blazeface_short.md``); same
-  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints.
+  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints; every
+  full-frame candidate must have a face's keypoint layout and score again in a window around it,
+  as found and turned upright (:meth:`BlazeFaceDetector.verified`).
 
 Every detector's box is brought to one convention, the cascade's square (about eyebrows
 to chin, cheek to cheek), which the crop framing (:class:`realtime.framing.RoiConfig`) is
@@ -447,7 +449,8 @@ class BlazeFaceDetector(GraphDetector):
         """Full-frame candidates that pass every check, in turn (the free one first):
 
         1. keypoint layout: the 6 keypoints lie where a face's would (:attr:`layout`'s
-           Mahalanobis limit, fitted on TRAIN photos at rolls up to 60 degrees);
+           Mahalanobis limit, fitted on TRAIN photos at rolls up to 60 degrees and faces of
+           15-80 % of the frame height);
         2. window: run again in a window of 3 of their sizes (the face then fills a third of
            the input, the model's sweet spot), a detection overlapping the candidate (IoU > 0.3)
            scores >= ``verify_threshold``;
