@@ -137,3 +137,105 @@ class BlazeFaceDecoder:
         kp = r[:, 4:4 + 2 * k].reshape(-1, k, 2) / scale * a[:, None, 2:4] + a[:, None, 0:2]
         return weighted_nms(scores[keep], boxes, kp * self.size,
                             float(self.opts["nms_iou"] if nms_iou is None else nms_iou))
+
+
+# --------------------------------------------------------------------------------------
+# Keypoint layout: is this where a face's eyes, nose, mouth and ears would be?
+# --------------------------------------------------------------------------------------
+
+#: The features of :func:`keypoint_layout`, in order.
+LAYOUT_FEATURES = ("eyes_per_side", "nose_x", "nose_y", "mouth_x", "mouth_y", "right_ear_x", "right_ear_y",
+                   "left_ear_x", "left_ear_y", "box_x", "box_y")
+
+
+def keypoint_layout(box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """A detection's keypoints in the face's own frame (:data:`LAYOUT_FEATURES`).
+
+    The frame: origin at the midpoint of the eyes (keypoints 0 and 1), x from the subject's
+    right eye to the left one, y perpendicular to it (down the face on an upright face), one
+    unit the distance between the eyes. Features: that distance over the box side
+    (sqrt(w h)); the nose tip, mouth centre, right and left ear, and the box centre in that
+    frame (x, y each). Independent of the face's roll, position and size.
+    """
+    box = np.asarray(box, np.float64).reshape(4)
+    k = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    side = math.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-12))
+    eyes = k[1] - k[0]
+    iod = max(float(np.hypot(*eyes)), 1e-9)
+    ux = eyes / iod
+    axes = np.array([ux, [-ux[1], ux[0]]])  # rows: the face's x and y directions
+    mid = 0.5 * (k[0] + k[1])
+    pts = np.vstack([k[2:6], [[0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])]]])
+    return np.concatenate([[iod / side], ((pts - mid) @ axes.T / iod).reshape(-1)])
+
+
+@dataclass
+class KeypointLayout:
+    """A Gaussian model of face keypoint layouts (:func:`keypoint_layout`) and a distance limit.
+
+    Attributes:
+        mean: (F,) mean layout.
+        inv_cov: (F, F) inverse covariance.
+        limit: a detection whose Mahalanobis distance from ``mean`` exceeds this is implausible.
+        info: where the model was fitted (free-form, kept in the file).
+    """
+
+    mean: np.ndarray
+    inv_cov: np.ndarray
+    limit: float
+    info: dict[str, Any]
+
+    @classmethod
+    def fit(cls, layouts: np.ndarray, quantile: float, info: dict[str, Any] | None = None) -> "KeypointLayout":
+        """Mean and covariance of ``layouts`` (N, F); ``limit`` the ``quantile`` (0..1) of their own distances."""
+        x = np.asarray(layouts, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(LAYOUT_FEATURES) or len(x) <= x.shape[1]:
+            raise ValueError(f"need more than {len(LAYOUT_FEATURES)} layouts of {len(LAYOUT_FEATURES)} features, "
+                             f"got shape {x.shape}")
+        model = cls(x.mean(0), np.linalg.inv(np.cov(x.T)), 0.0, dict(info or {}))
+        model.limit = float(np.quantile([model.distance_of(f) for f in x], quantile))
+        return model
+
+    def distance_of(self, layout: np.ndarray) -> float:
+        d = np.asarray(layout, np.float64) - self.mean
+        return float(math.sqrt(max(float(d @ self.inv_cov @ d), 0.0)))
+
+    def distance(self, box: np.ndarray, keypoints: np.ndarray) -> float:
+        """Mahalanobis distance of a detection's keypoint layout from the model's mean."""
+        return self.distance_of(keypoint_layout(box, keypoints))
+
+    def plausible(self, box: np.ndarray, keypoints: np.ndarray) -> bool:
+        """True when the detection's keypoints lie where a face's would (distance <= ``limit``)."""
+        return self.distance(box, keypoints) <= self.limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(LAYOUT_FEATURES), "mean": self.mean.tolist(), "inv_cov": self.inv_cov.tolist(),
+                "limit": self.limit, "info": self.info}
+
+    @classmethod
+    def load(cls, path) -> "KeypointLayout":
+        """Read a model written with :meth:`to_dict` as JSON.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not such a model (the message names the file and what is wrong).
+        """
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        text = path.read_text()  # FileNotFoundError names the file
+        try:
+            d = json.loads(text)
+            if list(d["features"]) != list(LAYOUT_FEATURES):
+                raise ValueError(f"features {d['features']} are not {list(LAYOUT_FEATURES)}")
+            n = len(LAYOUT_FEATURES)
+            mean, inv = np.asarray(d["mean"], np.float64), np.asarray(d["inv_cov"], np.float64)
+            if mean.shape != (n,) or inv.shape != (n, n) or not (np.all(np.isfinite(inv)) and np.all(np.isfinite(mean))):
+                raise ValueError(f"mean {mean.shape} / inv_cov {inv.shape}: want ({n},) / ({n}, {n}), finite")
+            limit = float(d["limit"])
+            if not limit > 0:
+                raise ValueError(f"limit {limit} is not positive")
+            return cls(mean, inv, limit, dict(d.get("info", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a keypoint layout model ({exc})") from exc

@@ -20,7 +20,9 @@ Candidates (measured by ``python benchmarks/detection.py``, benchmarks/results/d
 * ``blazeface``: MediaPipe's short-range BlazeFace (:class:`BlazeFaceDetector`, Apache-2.0),
   rebuilt from the mediapipe wheel's ``.tflite`` by :mod:`training.teacher.tflite_convert` and
   shipped as ``realtime/weights/blazeface_short.onnx`` (card ``blazeface_short.md``); same
-  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints.
+  graph runner; decoded by :mod:`realtime.live.blazeface`; roll from its eye keypoints; every
+  full-frame candidate must have a face's keypoint layout and score again in a window around it,
+  as found and turned upright (:meth:`BlazeFaceDetector.verified`).
 
 Every detector's box is brought to one convention, the cascade's square (about eyebrows
 to chin, cheek to cheek), which the crop framing (:class:`realtime.framing.RoiConfig`) is
@@ -342,10 +344,15 @@ class BlazeFaceDetector(GraphDetector):
         backend: graph runtime (``auto``, ``openvino``, ``onnxruntime``, ``tensorrt``).
         threshold: score a face needs (MediaPipe's own default 0.5).
         verify_threshold: a full-frame candidate is re-run in a window of 3 of its sizes and
-            kept only when it scores at least this there (:meth:`verified`; None: no check).
+            kept only when it scores at least this there (:meth:`verified`; None: no re-run).
             The default 0.6 removed every false detection on TRAIN-side no-face images (photo
             regions away from the face, procedural clutter, the accessory sprites) at no recall
             cost on TRAIN photo variants (model card).
+        layout: the keypoint layout model (:class:`realtime.live.blazeface.KeypointLayout`) a
+            full-frame candidate's 6 keypoints must fit before its re-checks (default: the shipped
+            ``blazeface_short_layout.json``, fitted on TRAIN photos; None: no layout check).
+        upright_check: a full-frame candidate must also score ``verify_threshold`` in the window
+            turned upright by its eye keypoints (:meth:`upright_score`; one more network run).
         tile: full-frame searches of a non-square frame also search squares of its short side
             (:meth:`tiles`): the short-range model sees faces from about 15 % of its input's
             side, and a 16:9 frame letterboxed whole leaves 44 % of the input black.
@@ -373,16 +380,19 @@ class BlazeFaceDetector(GraphDetector):
     ROLL_SIDE: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = (
         (0.0, 15.0, 30.0, 45.0, 60.0), (1.0, 0.971, 0.899, 0.847, 0.859))
     WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short.onnx"
+    #: The keypoint layout model of :meth:`verified` (fitted by ``benchmarks/blazeface_layout.py``).
+    LAYOUT = WEIGHTS.with_name("blazeface_short_layout.json")
     detect_width = 640
     window_face_px = 43
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float | None = None,
-                 verify_threshold: float | None = 0.6, tile: bool = True, threads: int | None = 1) -> None:
+                 verify_threshold: float | None = 0.6, layout: str | Path | None = "default",
+                 upright_check: bool = True, tile: bool = True, threads: int | None = 1) -> None:
         import json
 
         from realtime.backends.graph_runner import onnx_metadata
         from realtime.errors import BackendError
-        from realtime.live.blazeface import BlazeFaceDecoder
+        from realtime.live.blazeface import BlazeFaceDecoder, KeypointLayout
 
         self.path = Path(weights) if weights is not None else self.WEIGHTS
         meta = onnx_metadata(self.path)  # FileNotFoundError / BackendError name the file
@@ -395,6 +405,15 @@ class BlazeFaceDetector(GraphDetector):
             raise BackendError(f"{self.path}: bad BlazeFace options in its metadata ({exc})") from exc
         self.threshold = float(self.decoder.opts["min_score"] if threshold is None else threshold)
         self.verify_threshold = None if verify_threshold is None else float(verify_threshold)
+        if layout is None:
+            self.layout = None
+        else:
+            lpath = self.LAYOUT if isinstance(layout, str) and layout == "default" else Path(layout)
+            try:
+                self.layout = KeypointLayout.load(lpath)
+            except ValueError as exc:
+                raise BackendError(str(exc)) from exc
+        self.upright_check = bool(upright_check)
         self.tile = bool(tile)
         shape = self._open(backend, threads)  # outputs ``regressors``, ``classificators``
         if shape[2:] != (self.decoder.size, self.decoder.size):
@@ -427,20 +446,54 @@ class BlazeFaceDetector(GraphDetector):
                        score, roll)
 
     def verified(self, frame: np.ndarray, found) -> list:
-        """Full-frame candidates re-run in a window of 3 of their sizes (the face then fills a
-        third of the input, the model's sweet spot): kept when a detection there overlaps the
-        candidate (IoU > 0.3) with a score >= ``verify_threshold``."""
+        """Full-frame candidates that pass every check, in turn (the free one first):
+
+        1. keypoint layout: the 6 keypoints lie where a face's would (:attr:`layout`'s
+           Mahalanobis limit, fitted on TRAIN photos at rolls up to 60 degrees and faces of
+           15-80 % of the frame height);
+        2. window: run again in a window of 3 of their sizes (the face then fills a third of
+           the input, the model's sweet spot), a detection overlapping the candidate (IoU > 0.3)
+           scores >= ``verify_threshold``;
+        3. upright (``upright_check``): the same in that window turned upright by the eye
+           keypoints (:meth:`upright_score`) -- a face stays a face when turned, a chance
+           pattern seldom does.
+        Without ``verify_threshold`` only the layout check runs. Kept with the candidate's own
+        box and keypoints and the better score."""
         from realtime.live.blazeface import box_iou
 
         out = []
         for score, box, kps in found:
+            if self.layout is not None and not self.layout.plausible(box, kps):
+                continue
+            if self.verify_threshold is None:
+                out.append((score, box, kps))
+                continue
             side = math.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-6))
             cx, cy, half = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), 1.5 * side
             again = [d for d in self.detections(frame, (cx - half, cy - half, 2 * half, 2 * half))
                      if d[0] >= self.verify_threshold and box_iou(box, d[1][None])[0] > 0.3]
-            if again:  # the candidate's own box (the calibrated convention), the better score
-                out.append((max(score, max(d[0] for d in again)), box, kps))
+            if not again or (self.upright_check and self.upright_score(frame, box, kps) < self.verify_threshold):
+                continue
+            out.append((max(score, max(d[0] for d in again)), box, kps))
         return out
+
+    def upright_score(self, frame: np.ndarray, box: np.ndarray, kps: np.ndarray) -> float:
+        """Best score of a detection overlapping the candidate (IoU > 0.3) in a window of 3 of
+        its sizes around it, turned so that its eye keypoints are level (0: none)."""
+        from realtime.live.blazeface import box_iou
+
+        side = math.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-6))
+        scale = self.size / (3.0 * side)
+        mat = view_from_frame((0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])), scale, (self.size, self.size),
+                              roll_from_eyes(kps[0], kps[1]))
+        view = cv2.warpAffine(frame, np.ascontiguousarray(mat[:2]), (self.size, self.size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out = self.raw(view)
+        c, half = (self.size - 1) / 2.0, 0.5 * side * scale
+        ref = np.array([[c - half, c - half, c + half, c + half]])
+        return max((d.score for d in self.decoder.decode(out["regressors"], out["classificators"],
+                                                         min_score=self.threshold)
+                    if box_iou(d.box, ref)[0] > 0.3), default=0.0)
 
     def tiles(self, shape_hw: tuple[int, int]) -> list[tuple[float, float, float, float]]:
         """Square regions of a full-frame search besides the whole frame: a wide (or tall) frame
@@ -474,9 +527,7 @@ class BlazeFaceDetector(GraphDetector):
 
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         if near is None:
-            found = self.full_frame(frame_bgr)
-            if self.verify_threshold is not None:
-                found = self.verified(frame_bgr, found)
+            found = self.verified(frame_bgr, self.full_frame(frame_bgr))
             return sorted((self._face(*d) for d in found), key=lambda f: -f.side)
         half = 1.5 * near.side
         faces = [f for f in (self._face(*d) for d in self.detections(frame_bgr, (near.cx - half, near.cy - half,
@@ -570,13 +621,19 @@ ACQUIRE_VIEWS: tuple[tuple[float, float], ...] = (
     (0.0, 0.25), (60.0, 0.0), (-60.0, 0.0), (0.0, 0.25))
 
 
+def acquire_view(shape_hw: tuple[int, int], detect_width: int, roll_deg: float,
+                 pad: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """The view of :func:`detect_acquire_view`: (3x3 view-from-frame similarity, view size)."""
+    h, w = shape_hw
+    vw = min(w, detect_width)
+    vh = max(1, round(h * vw / w))
+    scale = vw / w / (1.0 + 2.0 * pad)
+    return view_from_frame(((w - 1) / 2.0, (h - 1) / 2.0), scale, (vw, vh), roll_deg), (vw, vh)
+
+
 def detect_acquire_view(detector: FaceDetector, frame_bgr: np.ndarray, roll_deg: float, pad: float) -> list[FaceBox]:
     """Full-frame search in one extra view (see :data:`ACQUIRE_VIEWS`), at the detector's
     working width; a rotated view keeps the frame's size (its corners are cut)."""
-    h, w = frame_bgr.shape[:2]
-    vw = min(w, detector.detect_width)
-    vh = max(1, round(h * vw / w))
-    scale = vw / w / (1.0 + 2.0 * pad)
-    mat = view_from_frame(((w - 1) / 2.0, (h - 1) / 2.0), scale, (vw, vh), roll_deg)
-    faces = detect_in_view(detector, frame_bgr, mat, (vw, vh), roll_deg)
+    mat, wh = acquire_view(frame_bgr.shape[:2], detector.detect_width, roll_deg, pad)
+    faces = detect_in_view(detector, frame_bgr, mat, wh, roll_deg)
     return sorted(faces, key=lambda f: -f.side)

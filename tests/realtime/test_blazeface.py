@@ -1,7 +1,8 @@
 """MediaPipe's BlazeFace, converted (``blazeface``): the shipped graph finds the astronaut and her
 roll, finds nothing where there is no face, decodes anchors like MediaPipe, refuses a missing or
-foreign file by name; the converter's torch module agrees with the shipped ONNX graph (where the
-mediapipe wheel's .tflite is at hand)."""
+foreign file by name; a full-frame candidate whose keypoints lie nowhere a face's would, or that
+is lost when turned upright, is dropped; the converter's torch module agrees with the shipped
+ONNX graph (where the mediapipe wheel's .tflite is at hand)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 from realtime.backends.graph_runner import onnx_metadata
 from realtime.errors import BackendError
 from realtime.geometry import letterbox, roll_from_eyes, warp_points
-from realtime.live.blazeface import BlazeFaceDecoder, box_iou, ssd_anchors, weighted_nms
-from realtime.live.detectors import DETECTORS, BlazeFaceDetector, TryonFaceDetector
+from realtime.live.blazeface import (LAYOUT_FEATURES, BlazeFaceDecoder, KeypointLayout, box_iou, keypoint_layout,
+                                     ssd_anchors, weighted_nms)
+from realtime.live.detectors import ACQUIRE_VIEWS, DETECTORS, BlazeFaceDetector, TryonFaceDetector, detect_acquire_view
 
 #: The astronaut's face in skimage's 512x512 portrait: centre and side (px) of the cascade's box.
 ASTRONAUT_FACE = (219.5, 115.5, 104.0)
@@ -142,6 +144,116 @@ def test_missing_corrupt_or_foreign_weights_are_named(tmp_path):
     if TryonFaceDetector.WEIGHTS.is_file():  # another detector's graph: not a BlazeFace graph
         with pytest.raises(BackendError, match="tryon_face.onnx.*not a BlazeFace graph"):
             BlazeFaceDetector(weights=TryonFaceDetector.WEIGHTS)
+
+
+# --------------------------------------------------------------------------------------
+# Keypoint layout and the upright re-check
+# --------------------------------------------------------------------------------------
+
+#: A frontal face's keypoints in a 100-px box: eyes, nose tip, mouth, ears (subject's right first).
+FACE_KPS = np.array([[32.0, 38.0], [68.0, 38.0], [50.0, 58.0], [50.0, 76.0], [12.0, 48.0], [88.0, 48.0]])
+FACE_BOX = np.array([0.0, 0.0, 100.0, 100.0])
+
+
+def test_keypoint_layout_is_the_same_turned_scaled_and_moved():
+    ref = keypoint_layout(FACE_BOX, FACE_KPS)
+    assert ref.shape == (len(LAYOUT_FEATURES),)
+    assert ref[0] == pytest.approx(0.36) and ref[LAYOUT_FEATURES.index("nose_y")] == pytest.approx(20 / 36)
+    t = math.radians(50.0)
+    rot = 2.5 * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    kps = FACE_KPS @ rot.T + (300.0, -40.0)
+    c = np.array([50.0, 50.0]) @ rot.T + (300.0, -40.0)
+    box = np.array([c[0] - 125.0, c[1] - 125.0, c[0] + 125.0, c[1] + 125.0])  # same side, its centre turned along
+    assert np.allclose(keypoint_layout(box, kps), ref)
+
+
+def test_layout_model_fit_and_file_errors(tmp_path):
+    rng = np.random.default_rng(5)
+    ref = keypoint_layout(FACE_BOX, FACE_KPS)
+    model = KeypointLayout.fit(ref + rng.normal(0, 0.03, (400, len(ref))), 0.99, {"fitted_on": "test"})
+    assert model.distance(FACE_BOX, FACE_KPS) < 1.0 < model.limit
+    assert model.plausible(FACE_BOX, FACE_KPS)
+    assert not model.plausible(FACE_BOX, FACE_KPS[[2, 3, 0, 1, 4, 5]]), "nose and mouth where the eyes are"
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps(model.to_dict()))
+    again = KeypointLayout.load(path)
+    assert again.limit == model.limit and np.allclose(again.inv_cov, model.inv_cov)
+    with pytest.raises(ValueError, match="more than"):
+        KeypointLayout.fit(np.zeros((5, len(ref))), 0.99)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**model.to_dict(), "limit": -1}))
+    with pytest.raises(ValueError, match="bad.json.*limit"):
+        KeypointLayout.load(bad)
+    if BlazeFaceDetector.WEIGHTS.is_file():  # the detector names a broken layout file
+        with pytest.raises(BackendError, match="bad.json"):
+            BlazeFaceDetector(layout=bad, threads=1)
+
+
+def _face_from_layout(layout: np.ndarray, side: float = 100.0, roll_deg: float = 0.0):
+    """(box, keypoints) whose :func:`keypoint_layout` is ``layout``: the eyes level around (0, 0),
+    then everything turned by ``roll_deg`` (the box stays axis-aligned, the same side)."""
+    iod = layout[0] * side
+    pts = iod * np.vstack([[-0.5, 0.0], [0.5, 0.0], np.asarray(layout[1:], np.float64).reshape(-1, 2)])
+    t = math.radians(roll_deg)
+    pts = pts @ np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]).T + 200.0
+    c = pts[-1]
+    return np.array([c[0] - side / 2, c[1] - side / 2, c[0] + side / 2, c[1] + side / 2]), pts[:6]
+
+
+@shipped
+def test_shipped_layout_keeps_a_face_layout_and_drops_implausible_ones(detector):
+    model = detector.layout
+    assert model is not None and model.info.get("fitted_on"), "the shipped model says what it was fitted on"
+    for roll in (0.0, 40.0, -60.0):  # the mean face, at any roll
+        box, kps = _face_from_layout(model.mean, roll_deg=roll)
+        assert np.allclose(keypoint_layout(box, kps), model.mean)
+        assert model.plausible(box, kps), roll
+    box, kps = _face_from_layout(model.mean)
+    nose, mouth = LAYOUT_FEATURES.index("nose_y"), LAYOUT_FEATURES.index("mouth_y")
+    wrong = {"eyes swapped": kps[[1, 0, 2, 3, 4, 5]], "nose and mouth where the eyes are": kps[[2, 3, 0, 1, 4, 5]],
+             "nose at an ear": kps[[0, 1, 4, 3, 2, 5]]}
+    for what, bad in wrong.items():
+        assert not model.plausible(box, bad), what
+    for feature, value in ((nose, -0.5), (mouth, 0.3), (0, 0.15)):  # nose above the eyes, mouth at the nose, eyes close
+        f = model.mean.copy()
+        f[feature] = value
+        assert not model.plausible(*_face_from_layout(f)), (LAYOUT_FEATURES[feature], value)
+
+
+@shipped
+def test_a_candidate_with_implausible_keypoints_is_dropped_and_the_real_one_kept(detector):
+    img = _astronaut_bgr()
+    (score, box, kps), = detector.full_frame(img)
+    assert detector.layout.plausible(box, kps)
+    assert len(detector.verified(img, [(score, box, kps)])) == 1
+    scrambled = kps[[2, 3, 0, 1, 5, 4]]  # the same points, nose and mouth where the eyes should be
+    assert detector.verified(img, [(score, box, scrambled)]) == []
+    no_layout = BlazeFaceDetector(layout=None, upright_check=False, threads=1)
+    assert len(no_layout.verified(img, [(score, box, scrambled)])) == 1, "only the layout check dropped it"
+
+
+@shipped
+def test_the_upright_recheck_keeps_a_rolled_face_and_drops_a_blank(detector):
+    img = _astronaut_bgr()
+    mat = cv2.getRotationMatrix2D((255.5, 255.5), -50.0, 1.0)
+    (score, box, kps), = detector.full_frame(cv2.warpAffine(img, mat, (512, 512)))
+    assert detector.upright_score(cv2.warpAffine(img, mat, (512, 512)), box, kps) >= detector.verify_threshold
+    grey = np.full((512, 512, 3), 128, np.uint8)
+    assert detector.upright_score(grey, box, kps) == 0.0
+    assert detector.verified(grey, [(score, box, kps)]) == []
+
+
+@shipped
+@pytest.mark.parametrize("roll", [45.0, 60.0, -60.0])
+def test_the_acquire_views_still_find_a_strongly_tilted_astronaut(detector, roll):
+    img = _astronaut_bgr()
+    mat = np.vstack([cv2.getRotationMatrix2D((255.5, 255.5), -roll, 1.0), [0, 0, 1]])
+    tilted = cv2.warpAffine(img, mat[:2], (512, 512))
+    cx, cy = warp_points(mat, np.array(ASTRONAUT_FACE[:2]))
+    found = [f for r, pad in dict.fromkeys(ACQUIRE_VIEWS) for f in detect_acquire_view(detector, tilted, r, pad)
+             if math.hypot(f.cx - cx, f.cy - cy) < 0.25 * ASTRONAUT_FACE[2]]
+    assert found, f"no view finds the astronaut turned by {roll} degrees"
+    assert min(abs((f.roll_deg - roll + 180) % 360 - 180) for f in found) < 15.0
 
 
 # --------------------------------------------------------------------------------------
