@@ -353,6 +353,11 @@ class BlazeFaceDetector(GraphDetector):
             ``blazeface_short_layout.json``, fitted on TRAIN photos; None: no layout check).
         upright_check: a full-frame candidate must also score ``verify_threshold`` in the window
             turned upright by its eye keypoints (:meth:`upright_score`; one more network run).
+        pad: full-frame searches also run on the whole frame shrunk inside a black border of
+            this fraction of its size on every side (0: not): the short-range model misses a
+            face that fills the frame, worst when it is also rolled (a close-up tilted by 45
+            degrees); the tracker's padded acquisition view found those only one view cycle
+            later (benchmarks/results/detection_all: one search at 45 degrees 93.3 %).
         tile: full-frame searches of a non-square frame also search squares of its short side
             (:meth:`tiles`): the short-range model sees faces from about 15 % of its input's
             side, and a 16:9 frame letterboxed whole leaves 44 % of the input black.
@@ -387,7 +392,7 @@ class BlazeFaceDetector(GraphDetector):
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", threshold: float | None = None,
                  verify_threshold: float | None = 0.6, layout: str | Path | None = "default",
-                 upright_check: bool = True, tile: bool = True, threads: int | None = 1) -> None:
+                 upright_check: bool = True, pad: float = 0.25, tile: bool = True, threads: int | None = 1) -> None:
         import json
 
         from realtime.backends.graph_runner import onnx_metadata
@@ -415,6 +420,9 @@ class BlazeFaceDetector(GraphDetector):
                 raise BackendError(str(exc)) from exc
         self.upright_check = bool(upright_check)
         self.tile = bool(tile)
+        if not 0.0 <= float(pad) <= 2.0:
+            raise ValueError(f"blazeface pad must be in [0, 2] (a fraction of the frame), got {pad!r}")
+        self.pad = float(pad)
         shape = self._open(backend, threads)  # outputs ``regressors``, ``classificators``
         if shape[2:] != (self.decoder.size, self.decoder.size):
             raise BackendError(f"{self.path}: input {shape}, its options say {self.decoder.size} px")
@@ -509,16 +517,22 @@ class BlazeFaceDetector(GraphDetector):
         return [(float(a), 0.0, float(short), float(short)) if w >= h else (0.0, float(a), float(short), float(short))
                 for a in starts]
 
-    def full_frame(self, frame: np.ndarray) -> list:
-        """Detections of a full-frame search: the whole frame and its :meth:`tiles`, merged (a
-        detection overlapping a better one by IoU > 0.3 is dropped), best first."""
+    def full_frame(self, frame: np.ndarray, merge: bool = True) -> list:
+        """Detections of a full-frame search: the whole frame, the frame inside a border of
+        ``pad`` and its :meth:`tiles`, merged (a detection overlapping a better one by IoU > 0.3 is
+        dropped; ``merge`` False: every pass's detections), best first."""
         from realtime.live.blazeface import box_iou
 
         h, w = frame.shape[:2]
         found = list(self.detections(frame))
+        if self.pad > 0.0:
+            found += self.detections(frame, (-self.pad * w, -self.pad * h, (1.0 + 2.0 * self.pad) * w,
+                                             (1.0 + 2.0 * self.pad) * h))
         for region in self.tiles((h, w)):
             found += self.detections(frame, region)
         found.sort(key=lambda d: -d[0])
+        if not merge:
+            return found
         kept: list = []
         for d in found:
             if not kept or not np.any(box_iou(d[1], np.array([k[1] for k in kept])) > 0.3):
@@ -527,7 +541,16 @@ class BlazeFaceDetector(GraphDetector):
 
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         if near is None:
-            found = self.verified(frame_bgr, self.full_frame(frame_bgr))
+            from realtime.live.blazeface import box_iou
+
+            # Each pass's candidates, best first, checked one by one; one that fails its checks
+            # does not hide a weaker one of another pass at the same place (the whole frame's
+            # box of a close-up can fail the layout check where the padded pass's passes).
+            found: list = []
+            for cand in self.full_frame(frame_bgr, merge=False):
+                if found and np.any(box_iou(cand[1], np.array([k[1] for k in found])) > 0.3):
+                    continue
+                found += self.verified(frame_bgr, [cand])
             return sorted((self._face(*d) for d in found), key=lambda f: -f.side)
         half = 1.5 * near.side
         faces = [f for f in (self._face(*d) for d in self.detections(frame_bgr, (near.cx - half, near.cy - half,

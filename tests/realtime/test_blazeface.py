@@ -388,3 +388,36 @@ def test_converted_torch_module_agrees_with_the_shipped_graph(detector):
     assert np.abs(out["regressors"] - reg).max() < 1e-2 and np.abs(out["classificators"] - cls).max() < 1e-3
     ref, got = (detector.decoder.decode(r, c) for r, c in ((reg, cls), (out["regressors"], out["classificators"])))
     assert len(ref) == len(got) == 1 and np.allclose(ref[0].box, got[0].box, atol=0.05)
+
+
+@shipped
+def test_the_padded_pass_is_searched_and_a_failed_candidate_does_not_hide_another_pass_s(detector, monkeypatch):
+    """A full-frame search also runs the frame inside a border of ``pad``: a face only that pass
+    finds (a close-up) is returned, and not without the pass; a stronger candidate of another pass
+    at the same place that fails its checks (scrambled keypoints) does not hide it."""
+    img = _astronaut_bgr()
+    (score, box, kps), = detector.full_frame(img)
+    h, w = img.shape[:2]
+
+    def fake(pad: float, whole: list):
+        det = BlazeFaceDetector(pad=pad, upright_check=False, threads=1)
+        padded = (-pad * w, -pad * h, (1 + 2 * pad) * w, (1 + 2 * pad) * h)
+        real = det.detections
+
+        def detections(frame, region_xywh=None):
+            if region_xywh is None:
+                return list(whole)
+            if pad and np.allclose(region_xywh, padded):
+                return [(0.7, box, kps)]
+            return real(frame, region_xywh)  # the window re-check runs the real network
+        monkeypatch.setattr(det, "detections", detections)
+        return det
+
+    assert len(fake(0.25, []).detect(img)) == 1
+    assert fake(0.0, []).detect(img) == []
+    scrambled = kps[[2, 3, 0, 1, 5, 4]]
+    found = fake(0.25, [(0.95, box, scrambled)]).detect(img)
+    assert len(found) == 1 and found[0].score >= 0.6
+    assert fake(0.0, [(0.95, box, scrambled)]).detect(img) == []
+    with pytest.raises(ValueError, match="pad"):
+        BlazeFaceDetector(pad=-0.1, threads=1)
