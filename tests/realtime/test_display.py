@@ -163,3 +163,32 @@ def test_an_overlong_hud_line_wraps_at_its_separators_and_stays_in_the_frame():
     one_line = np.flatnonzero(one.max(axis=(1, 2)) > 0).max()
     assert frame[:, -3:].max() == 0  # the text stops before the right edge
     assert bottom > 2.5 * one_line  # ... because the first line became two or more, plus the second
+
+
+def test_resample_nearest_equals_the_gather_for_any_table_view_and_row_tail():
+    """The native kernel's 4-pixel steps (each load reads a byte past its pixel; the last row
+    of the image moves 3 bytes a pixel) and the fallback give ``src[ys][:, xs]`` for tables in
+    any order, on a source and an output that are views with padded rows, widths that are not
+    a multiple of 4, and the last pixel of the image read; nothing outside the output is written."""
+    from realtime.live import native
+
+    rng = np.random.default_rng(7)
+    big = rng.integers(0, 256, (40, 57, 3), dtype=np.uint8)
+    src = big[3:, 5:]  # rows strided (57 pixels apart), ends at the array's last byte
+    h, w = src.shape[:2]
+    for ow, oh in ((1, 1), (2, 3), (3, 2), (5, 4), (7, 9), (16, 5), (33, 12)):
+        xs = rng.integers(0, w, ow).astype(np.int32)
+        ys = rng.integers(0, h, oh).astype(np.int32)
+        xs[-1], ys[-1] = w - 1, h - 1  # the image's last pixel, at the end of the output
+        if ow > 2:
+            xs[ow // 2] = w - 1
+        ys[0] = h - 1
+        want = src[ys][:, xs]
+        for prefer in (None, False):
+            pad = np.full((oh, ow + 3, 3), 77, np.uint8)
+            out = pad[:, 1:ow + 1]  # an output view with padded rows
+            got = native.resample_nearest(src, xs, ys, out=out, prefer_native=prefer)
+            assert got is out
+            np.testing.assert_array_equal(out, want, err_msg=f"{ow}x{oh} prefer_native={prefer}")
+            assert (pad[:, 0] == 77).all() and (pad[:, ow + 1:] == 77).all(), "wrote outside the output"
+            np.testing.assert_array_equal(native.resample_nearest(src, xs, ys, prefer_native=prefer), want)

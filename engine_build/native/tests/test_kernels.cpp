@@ -272,8 +272,12 @@ int run_cpu() {
     }
   }
   // Nearest resample through index tables: mirrored reductions (the last column read, the
-  // 4-byte moves' edge cases), a padded output stride, 1 and 2 threads, vs a plain gather.
-  const int resample_sizes[][4] = {{540, 960, 229, 408}, {97, 131, 40, 61}, {5, 7, 5, 7}, {3, 4, 1, 1}};
+  // 4-byte moves' edge cases: the last pixel of the last row, widths that are not a multiple
+  // of the 4-pixel step), tables in no order with repeats, a padded output stride, 1 and 2
+  // threads, vs a plain gather. The source vector holds exactly the image (a sanitizer build
+  // sees a read past it).
+  const int resample_sizes[][5] = {{540, 960, 229, 408, 0}, {97, 131, 40, 61, 0}, {5, 7, 5, 7, 0},
+                                   {3, 4, 1, 1, 0},          {9, 13, 9, 13, 1},   {31, 17, 23, 11, 2}};
   for (const auto& sz : resample_sizes) {
     const int h = sz[0], w = sz[1], oh = sz[2], ow = sz[3];  // (h, w) -> (out h, out w)
     const std::vector<uint8_t> src = make_frame(h, w, rng);
@@ -281,6 +285,12 @@ int run_cpu() {
     for (int x = 0; x < ow; ++x) xs[ow - 1 - x] = std::min(w - 1, static_cast<int>((x + 0.5) * w / ow));
     for (int y = 0; y < oh; ++y) ys[y] = std::min(h - 1, static_cast<int>((y + 0.5) * h / oh));
     if (ow == w) xs[0] = w - 1;  // the identity mirror reads the last column first
+    if (sz[4] == 1) ys[oh - 1] = h - 1, ys[0] = h - 1;  // the last row, read first and last
+    if (sz[4] == 2) {  // any table: random indices, the last row and column among them
+      for (auto& v : xs) v = static_cast<int32_t>(rng() % w);
+      for (auto& v : ys) v = static_cast<int32_t>(rng() % h);
+      xs[ow / 2] = w - 1, xs[ow - 1] = w - 1, ys[oh / 3] = h - 1;
+    }
     const int64_t dstride = 3 * static_cast<int64_t>(ow) + 5;
     for (int threads : {1, 2}) {
       std::vector<uint8_t> out(static_cast<size_t>(dstride) * oh, 77);
