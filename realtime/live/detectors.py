@@ -517,37 +517,48 @@ class BlazeFaceDetector(GraphDetector):
         return [(float(a), 0.0, float(short), float(short)) if w >= h else (0.0, float(a), float(short), float(short))
                 for a in starts]
 
-    def full_frame(self, frame: np.ndarray, merge: bool = True) -> list:
-        """Detections of a full-frame search: the whole frame, the frame inside a border of
-        ``pad`` and its :meth:`tiles`, merged (a detection overlapping a better one by IoU > 0.3 is
-        dropped; ``merge`` False: every pass's detections), best first."""
+    @staticmethod
+    def _merged(found: list) -> list:
+        """Detections best first, one overlapping a better one by IoU > 0.3 dropped."""
         from realtime.live.blazeface import box_iou
 
-        h, w = frame.shape[:2]
-        found = list(self.detections(frame))
-        if self.pad > 0.0:
-            found += self.detections(frame, (-self.pad * w, -self.pad * h, (1.0 + 2.0 * self.pad) * w,
-                                             (1.0 + 2.0 * self.pad) * h))
-        for region in self.tiles((h, w)):
-            found += self.detections(frame, region)
-        found.sort(key=lambda d: -d[0])
-        if not merge:
-            return found
         kept: list = []
-        for d in found:
+        for d in sorted(found, key=lambda d: -d[0]):
             if not kept or not np.any(box_iou(d[1], np.array([k[1] for k in kept])) > 0.3):
                 kept.append(d)
         return kept
+
+    def padded(self, frame: np.ndarray) -> list:
+        """Detections in the whole frame shrunk inside a black border of ``pad`` of its size on
+        every side (none with ``pad`` 0)."""
+        if self.pad <= 0.0:
+            return []
+        h, w = frame.shape[:2]
+        return self.detections(frame, (-self.pad * w, -self.pad * h, (1.0 + 2.0 * self.pad) * w,
+                                       (1.0 + 2.0 * self.pad) * h))
+
+    def full_frame(self, frame: np.ndarray, padded: bool = True) -> list:
+        """Detections of a full-frame search: the whole frame, its :meth:`tiles` and (``padded``)
+        the :meth:`padded` pass, merged (a detection overlapping a better one by IoU > 0.3 is
+        dropped), best first."""
+        h, w = frame.shape[:2]
+        found = list(self.detections(frame))
+        for region in self.tiles((h, w)):
+            found += self.detections(frame, region)
+        return self._merged(found + (self.padded(frame) if padded else []))
 
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         if near is None:
             from realtime.live.blazeface import box_iou
 
-            # Each pass's candidates, best first, checked one by one; one that fails its checks
-            # does not hide a weaker one of another pass at the same place (the whole frame's
-            # box of a close-up can fail the layout check where the padded pass's passes).
-            found: list = []
-            for cand in self.full_frame(frame_bgr, merge=False):
+            # The whole frame and its tiles, merged, checked (:meth:`verified`); then the padded
+            # pass's candidates where no face was accepted, checked too. A candidate of the
+            # whole frame that fails its checks still hides the weaker ones of the tiles at its
+            # place (letting them through tripled the false detections), but not the padded
+            # pass's: a face that fills the frame is too large for the short-range model there,
+            # and the smaller, padded view is the one to trust (a close-up rolled by 45 degrees).
+            found = self.verified(frame_bgr, self.full_frame(frame_bgr, padded=False))
+            for cand in self._merged(self.padded(frame_bgr)):
                 if found and np.any(box_iou(cand[1], np.array([k[1] for k in found])) > 0.3):
                     continue
                 found += self.verified(frame_bgr, [cand])

@@ -391,33 +391,42 @@ def test_converted_torch_module_agrees_with_the_shipped_graph(detector):
 
 
 @shipped
-def test_the_padded_pass_is_searched_and_a_failed_candidate_does_not_hide_another_pass_s(detector, monkeypatch):
+def test_the_padded_pass_is_searched_and_a_failed_candidate_hides_a_tile_s_but_not_the_padded_pass_s(detector,
+                                                                                                      monkeypatch):
     """A full-frame search also runs the frame inside a border of ``pad``: a face only that pass
-    finds (a close-up) is returned, and not without the pass; a stronger candidate of another pass
-    at the same place that fails its checks (scrambled keypoints) does not hide it."""
-    img = _astronaut_bgr()
+    finds (a close-up) is returned, and not without the pass. A stronger whole-frame candidate
+    at the same place that fails its checks (scrambled keypoints) does not hide the padded
+    pass's, but does hide a tile's (letting those through raised the false detections)."""
+    img = np.zeros((512, 683, 3), np.uint8)  # 4:3, so the search has tiles
+    img[:, 85:597] = _astronaut_bgr()
     (score, box, kps), = detector.full_frame(img)
     h, w = img.shape[:2]
+    scrambled = kps[[2, 3, 0, 1, 5, 4]]
 
-    def fake(pad: float, whole: list):
+    def fake(pad: float, whole: list, tile: list, padded: list):
         det = BlazeFaceDetector(pad=pad, upright_check=False, threads=1)
-        padded = (-pad * w, -pad * h, (1 + 2 * pad) * w, (1 + 2 * pad) * h)
+        pad_region = (-pad * w, -pad * h, (1 + 2 * pad) * w, (1 + 2 * pad) * h)
+        tiles = det.tiles((h, w))
+        assert tiles, "a 4:3 frame is searched in tiles"
         real = det.detections
 
         def detections(frame, region_xywh=None):
             if region_xywh is None:
                 return list(whole)
-            if pad and np.allclose(region_xywh, padded):
-                return [(0.7, box, kps)]
+            if pad and np.allclose(region_xywh, pad_region):
+                return list(padded)
+            if any(np.allclose(region_xywh, t) for t in tiles):
+                return list(tile)
             return real(frame, region_xywh)  # the window re-check runs the real network
         monkeypatch.setattr(det, "detections", detections)
         return det
 
-    assert len(fake(0.25, []).detect(img)) == 1
-    assert fake(0.0, []).detect(img) == []
-    scrambled = kps[[2, 3, 0, 1, 5, 4]]
-    found = fake(0.25, [(0.95, box, scrambled)]).detect(img)
+    good, bad = (0.7, box, kps), (0.95, box, scrambled)
+    assert len(fake(0.25, [], [], [good]).detect(img)) == 1
+    assert fake(0.0, [], [], [good]).detect(img) == []
+    found = fake(0.25, [bad], [], [good]).detect(img)
     assert len(found) == 1 and found[0].score >= 0.6
-    assert fake(0.0, [(0.95, box, scrambled)]).detect(img) == []
+    assert len(fake(0.25, [], [good], []).detect(img)) == 1
+    assert fake(0.25, [bad], [good], []).detect(img) == []
     with pytest.raises(ValueError, match="pad"):
         BlazeFaceDetector(pad=-0.1, threads=1)
