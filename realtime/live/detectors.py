@@ -518,50 +518,52 @@ class BlazeFaceDetector(GraphDetector):
                 for a in starts]
 
     @staticmethod
-    def _merged(found: list) -> list:
-        """Detections best first, one overlapping a better one by IoU > 0.3 dropped."""
+    def _overlaps(box: np.ndarray, kept: list) -> bool:
+        """Whether ``box`` overlaps one of the ``kept`` detections by IoU > 0.3."""
         from realtime.live.blazeface import box_iou
 
+        return bool(kept) and bool(np.any(box_iou(box, np.array([k[1] for k in kept])) > 0.3))
+
+    @classmethod
+    def _merged(cls, found: list) -> list:
+        """Detections best first, one overlapping a better one by IoU > 0.3 dropped."""
         kept: list = []
         for d in sorted(found, key=lambda d: -d[0]):
-            if not kept or not np.any(box_iou(d[1], np.array([k[1] for k in kept])) > 0.3):
+            if not cls._overlaps(d[1], kept):
                 kept.append(d)
         return kept
 
     def padded(self, frame: np.ndarray) -> list:
         """Detections in the whole frame shrunk inside a black border of ``pad`` of its size on
-        every side (none with ``pad`` 0)."""
+        every side (none with ``pad`` 0): the full-frame search's last pass (:meth:`detect`)."""
         if self.pad <= 0.0:
             return []
         h, w = frame.shape[:2]
-        return self.detections(frame, (-self.pad * w, -self.pad * h, (1.0 + 2.0 * self.pad) * w,
-                                       (1.0 + 2.0 * self.pad) * h))
+        return self._merged(self.detections(frame, (-self.pad * w, -self.pad * h, (1.0 + 2.0 * self.pad) * w,
+                                                    (1.0 + 2.0 * self.pad) * h)))
 
-    def full_frame(self, frame: np.ndarray, padded: bool = True) -> list:
-        """Detections of a full-frame search: the whole frame, its :meth:`tiles` and (``padded``)
-        the :meth:`padded` pass, merged (a detection overlapping a better one by IoU > 0.3 is
-        dropped), best first."""
+    def full_frame(self, frame: np.ndarray) -> list:
+        """Detections of the whole frame and its :meth:`tiles`, merged (a detection overlapping a
+        better one by IoU > 0.3 is dropped), best first: the full-frame search's candidates before
+        the :meth:`padded` pass (what the keypoint layout was fitted on)."""
         h, w = frame.shape[:2]
         found = list(self.detections(frame))
         for region in self.tiles((h, w)):
             found += self.detections(frame, region)
-        return self._merged(found + (self.padded(frame) if padded else []))
+        return self._merged(found)
 
     def detect(self, frame_bgr: np.ndarray, near: FaceBox | None = None) -> list[FaceBox]:
         if near is None:
-            from realtime.live.blazeface import box_iou
-
             # The whole frame and its tiles, merged, checked (:meth:`verified`); then the padded
             # pass's candidates where no face was accepted, checked too. A candidate of the
             # whole frame that fails its checks still hides the weaker ones of the tiles at its
             # place (letting them through tripled the false detections), but not the padded
             # pass's: a face that fills the frame is too large for the short-range model there,
             # and the smaller, padded view is the one to trust (a close-up rolled by 45 degrees).
-            found = self.verified(frame_bgr, self.full_frame(frame_bgr, padded=False))
-            for cand in self._merged(self.padded(frame_bgr)):
-                if found and np.any(box_iou(cand[1], np.array([k[1] for k in found])) > 0.3):
-                    continue
-                found += self.verified(frame_bgr, [cand])
+            found = self.verified(frame_bgr, self.full_frame(frame_bgr))
+            for cand in self.padded(frame_bgr):
+                if not self._overlaps(cand[1], found):
+                    found += self.verified(frame_bgr, [cand])
             return sorted((self._face(*d) for d in found), key=lambda f: -f.side)
         half = 1.5 * near.side
         faces = [f for f in (self._face(*d) for d in self.detections(frame_bgr, (near.cx - half, near.cy - half,
