@@ -114,6 +114,10 @@ class TrainConfig:
             name and shape match is copied (e.g. a hat or tie model started from the
             trained glasses model, since no ImageNet weights exist here); the rest keep
             their fresh initialisation. Ignored on ``--resume``.
+        freeze_bn: keep every BatchNorm layer in eval mode while training: its running
+            statistics stay those of the starting weights (its affine parameters still
+            learn). For fine-tuning a warm-started model with small batches, whose batch
+            statistics are noisier than the ones the model was trained with.
         log_every: steps between progress-bar / TensorBoard updates and rows of
             ``steps.csv``.
         eval_every: epochs between validations (0 = never; the last epoch is always
@@ -145,6 +149,7 @@ class TrainConfig:
     init_bg_encoder: str | None = None
     init_fg_encoder: str | None = None
     init_from: str | None = None
+    freeze_bn: bool = False
     log_every: int = 10
     eval_every: int = 1
     save_every: int = 1

@@ -270,6 +270,15 @@ def build_model(cfg: TrainConfig) -> TryOnNet:
     return net
 
 
+def freeze_batchnorm(module: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics used and
+    kept, not updated); returns how many (``TrainConfig.freeze_bn``)."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
 def warm_start(net: TryOnNet, path: str | Path) -> tuple[int, list[str]]:
     """Copy every tensor of checkpoint ``path`` whose name and shape match into ``net``.
 
@@ -530,6 +539,8 @@ class _Trainer:
         """Train one epoch (or its remainder after a mid-epoch resume); returns its log row."""
         cfg = self.cfg
         self.model.train()
+        if cfg.freeze_bn:
+            freeze_batchnorm(self.model)
         skip = self.batches_done * self.per_rank_batch
         self.sampler.set_epoch(self.epoch, skip)
         sums = {"loss": 0.0, "hm": 0.0, "sm": 0.0, "n": 0.0}

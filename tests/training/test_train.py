@@ -283,3 +283,21 @@ def test_warm_start_copies_matching_tensors_across_categories(tmp_path):
     save_checkpoint(tmp_path / "other.pt", {"head.weight": torch.zeros(3, 3)}, glasses_cfg)
     with pytest.raises(ValueError, match="other.pt"):
         train_mod.warm_start(TryOnNet(glasses_cfg), tmp_path / "other.pt")
+
+
+def test_freeze_bn_keeps_the_running_statistics_and_still_learns(data64, tmp_path):
+    """``freeze_bn=true``: a warm-started run leaves every BatchNorm's running statistics as the
+    starting checkpoint had them while the weights change; without it the statistics move."""
+    start = train_mod.train(_cfg(data64, tmp_path / "start", "optim.epochs=1"))
+    runs = {}
+    for frozen in (True, False):
+        cfg = _cfg(data64, tmp_path / f"ft_{frozen}", "optim.epochs=1", f"init_from={start}",
+                   f"freeze_bn={str(frozen).lower()}", "eval_every=0", "val_split=null")
+        runs[frozen] = load_checkpoint(train_mod.train(cfg))["model"]
+    before = load_checkpoint(start)["model"]
+    stats = [k for k in before if k.endswith("running_mean") or k.endswith("running_var")]
+    assert stats
+    assert all(torch.equal(runs[True][k], before[k]) for k in stats)
+    assert any(not torch.equal(runs[False][k], before[k]) for k in stats)
+    conv = "bg_encoder.conv1.weight"
+    assert not torch.equal(runs[True][conv], before[conv])  # the frozen run still trains
