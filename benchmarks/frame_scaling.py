@@ -20,7 +20,10 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   :class:`realtime.framing.RoiConfig` (the schedule of :class:`realtime.live.tracking.RoiTracker`,
   measured whole in ``benchmarks/tracker_cost.py``). For BlazeFace its parts are timed too:
   the letterbox of the window into the network's input (:func:`realtime.geometry.letterbox`,
-  the only part that depends on the frame) and the network run.
+  the only part that depends on the frame) and the network run; the letterbox (window and whole
+  frame) and the window search with OpenCV's area resize (``_cv2``, before) and with the native
+  one the detectors use (:func:`realtime.live.native.resize_area`, the same pixels within one
+  grey level).
 * **grey** / **roi, cascade** (the LBP cascade, the detector before BlazeFace; kept for
   reference). Before: a full-frame BGR->grey conversion then the window search; after: only the
   window converted (:meth:`realtime.live.detectors.CascadeDetector.detect` with ``near``).
@@ -179,7 +182,12 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, det, window: bool = F
     if isinstance(det, BlazeFaceDetector):  # the window search's parts (BlazeFaceDetector.detections)
         region = (face.cx - 1.5 * s, face.cy - 1.5 * s, 3.0 * s, 3.0 * s)
         net_in, _ = letterbox(frame, region, (det.size, det.size))
-        fns["window_letterbox"] = lambda: letterbox(frame, region, (det.size, det.size))
+        fns["window_letterbox"] = lambda: letterbox(frame, region, (det.size, det.size), native.resize_area)
+        fns["window_letterbox_cv2"] = lambda: letterbox(frame, region, (det.size, det.size))
+        whole = (0.0, 0.0, float(w), float(h))
+        fns["full_letterbox"] = lambda: letterbox(frame, whole, (det.size, det.size), native.resize_area)
+        fns["full_letterbox_cv2"] = lambda: letterbox(frame, whole, (det.size, det.size))
+        fns["window_search_cv2"] = lambda: _without_native("area", lambda: det.detect(frame, face))
         fns["window_network"] = lambda: det.raw(net_in)
     win = None
     if window:
@@ -256,19 +264,25 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"The window search's parts, the full-frame search (run while nobody is followed or after a miss), "
               "and the LBP cascade (the detector before BlazeFace, for reference; its grey conversion before -> after "
               "is issue 14's window-only conversion), p50 ms:", "",
-              f"| resolution | {det} window search: letterbox / network | {det} full-frame search | cascade: grey "
+              f"| resolution | {det} window search: letterbox OpenCV area -> native area / network | {det} window "
+              "search, OpenCV -> native letterbox | whole-frame letterbox, OpenCV -> native | "
+              f"{det} full-frame search | cascade: grey "
               "conversion before -> after | cascade: window search (grey + search) before -> after | cascade: "
-              "full-frame search |", "|---|---|---|---|---|---|"]
+              "full-frame search |", "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         m, q = r["ms"], r["ratio_after_to_before_p50"]
 
         def pair(st: str) -> str:
             return f"{m[st + '_before']['p50']:.2f} -> **{m[st + '_after']['p50']:.2f}** (x{q[st]:.2f})"
 
-        parts = (f"{m['window_letterbox']['p50']:.2f} / {m['window_network']['p50']:.2f}"
-                 if "window_letterbox" in m else "-")
-        lines.append(f"| {r['resolution']} | {parts} | {m['full_frame_search']['p50']:.2f} | {pair('grey')} | "
-                     f"{pair('roi')} | {m['roi_full_frame_search']['p50']:.2f} |")
+        parts = (f"{m['window_letterbox_cv2']['p50']:.2f} -> **{m['window_letterbox']['p50']:.2f}** / "
+                 f"{m['window_network']['p50']:.2f}" if "window_letterbox" in m else "-")
+        whole = (f"{m['full_letterbox_cv2']['p50']:.2f} -> **{m['full_letterbox']['p50']:.2f}**"
+                 if "full_letterbox" in m else "-")
+        search = (f"{m['window_search_cv2']['p50']:.2f} -> **{m['window_search']['p50']:.2f}**"
+                  if "window_search_cv2" in m else f"{m['window_search']['p50']:.2f}")
+        lines.append(f"| {r['resolution']} | {parts} | {search} | {whole} | {m['full_frame_search']['p50']:.2f} | "
+                     f"{pair('grey')} | {pair('roi')} | {m['roi_full_frame_search']['p50']:.2f} |")
     if any("window" in r["ratio_after_to_before_p50"] for r in report["results"]):
         lines += ["", f"Window (preview + `Window.show`: cv2.imshow + the 1 ms key poll; screen {report['screen']}), "
                   "p50 ms, full-size preview / box-reduced (prev) -> the window-size preview:", "",

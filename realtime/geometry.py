@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -256,14 +257,17 @@ def view_from_frame(center_xy: tuple[float, float], scale: float, out_wh: tuple[
                      [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float], out_wh: tuple[int, int]
+def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float], out_wh: tuple[int, int],
+              shrink: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:
     """The frame region (x0, y0, w, h) scaled, aspect kept, into a black ``out_wh`` image, centred
     (a region reaching outside the frame is black there): the detectors' input placement.
 
     Returns (image, frame_from_input 2x3 affine; None when the region holds under 2x2 frame
     pixels). The resize is ``cv2.resize`` (area when shrinking), which maps pixel centres:
-    src = (dst + 0.5) / s - 0.5, then shifted by the region's origin.
+    src = (dst + 0.5) / s - 0.5, then shifted by the region's origin. ``shrink(crop, (w, h))``
+    replaces the area resize when given (the live detectors pass the native kernel,
+    :func:`realtime.live.native.resize_area`: the same pixels within one grey level).
     """
     x0, y0, side_w, side_h = region_xywh
     out_w, out_h = out_wh
@@ -280,8 +284,12 @@ def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float],
     if crop.ndim == 2:
         crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
     px, py = int(round(ix0 * s + ox)), int(round(iy0 * s + oy))
-    small = cv2.resize(crop, (max(1, int(round((ix1 - ix0) * s))), max(1, int(round((iy1 - iy0) * s)))),
-                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    size = (max(1, int(round((ix1 - ix0) * s))), max(1, int(round((iy1 - iy0) * s))))
+    if (s < 1 and shrink is not None and crop.dtype == np.uint8 and crop.shape[2] == 3
+            and size[0] <= crop.shape[1] and size[1] <= crop.shape[0]):
+        small = shrink(crop, size)
+    else:
+        small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     sx, sy = small.shape[1] / (ix1 - ix0), small.shape[0] / (iy1 - iy0)
     qx, qy = max(px, 0), max(py, 0)  # the part of the resized crop that lands inside the output
     cw, ch = min(out_w - qx, small.shape[1] - (qx - px)), min(out_h - qy, small.shape[0] - (qy - py))

@@ -50,6 +50,7 @@ import numpy as np
 
 from realtime.framing import FaceBox, RoiConfig
 from realtime.geometry import letterbox, roll_from_eyes, view_from_frame, warp_points
+from realtime.live import native
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -306,7 +307,7 @@ class TryonFaceDetector(GraphDetector):
         return kept
 
     def _faces(self, frame: np.ndarray, x0: float, y0: float, side_w: float, side_h: float) -> list[FaceBox]:
-        image, back = letterbox(frame, (x0, y0, side_w, side_h), (self.input_w, self.input_h))
+        image, back = letterbox(frame, (x0, y0, side_w, side_h), (self.input_w, self.input_h), native.resize_area)
         if back is None:
             return []
         out = []
@@ -432,7 +433,8 @@ class BlazeFaceDetector(GraphDetector):
         """BlazeFace's own detections in a frame region (default: the whole frame), in frame
         pixels: [(score, box xyxy, keypoints (6, 2))], best first (the parity check's view)."""
         h, w = frame.shape[:2]
-        image, back = letterbox(frame, region_xywh or (0.0, 0.0, float(w), float(h)), (self.size, self.size))
+        image, back = letterbox(frame, region_xywh or (0.0, 0.0, float(w), float(h)), (self.size, self.size),
+                                native.resize_area)
         if back is None:
             return []
         out = self.raw(image)

@@ -14,6 +14,8 @@ preview's resample (exact):
       window's reduced, mirrored preview in one pass). Reference: ``cv2.remap`` with the
       tables as an integer map (the same pixels). A library built before it lacks the symbol:
       that kernel then falls back alone.
+    * :func:`resize_area`: area (box-filter) downscale, the face detectors' letterbox.
+      Reference: ``cv2.resize(..., INTER_AREA)`` (within one grey level); optional symbol too.
 
 The live loop calls these functions; each kernel runs natively only where that wins
 (:data:`PREFER_NATIVE`, from ``benchmarks/results/native_kernels_*.md``; switch with
@@ -60,7 +62,7 @@ LIB_NAME = "libtryon_native.so"
 ABI_VERSION = 1
 ENV_LIB = "TRYON_NATIVE_LIB"
 ENV_THREADS = "TRYON_NATIVE_THREADS"
-KERNELS = ("preprocess", "composite", "preview")
+KERNELS = ("preprocess", "composite", "preview", "area")
 
 #: Whether each kernel uses the native library when it is available: True, False, or
 #: None for the measured default. From benchmarks/results/native_kernels_2026-11-27.md
@@ -72,7 +74,9 @@ KERNELS = ("preprocess", "composite", "preview")
 #: rows do. 2 threads lost to 1 on that busy machine: 1 unless $TRYON_NATIVE_THREADS says more.
 #: The preview resample: native wins (benchmarks/results/frame_scaling_2026-12-02_amd-epyc-2c.md, 4K
 #: to a 1632x918 window: about 2x faster than cv2.remap, the same pixels), so native wherever it is built.
-PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None, "preview": None}
+#: The area downscale: native wins at every frame size (benchmarks/results/frame_scaling_*_area.md,
+#: the detectors' letterbox), so native wherever it is built.
+PREFER_NATIVE: dict[str, bool | None] = {"preprocess": None, "composite": None, "preview": None, "area": None}
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "_native"  # realtime/_native (CMake copies it there)
 _REPO_BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
@@ -104,9 +108,11 @@ _OPTIONAL_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "tryon_resample_nearest_u8c3": (ctypes.c_int, [_u8p, ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p,
                                                    ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p, _u8p,
                                                    ctypes.c_int]),
+    "tryon_resize_area_u8c3": (ctypes.c_int, [_u8p, ctypes.c_int, ctypes.c_int, ctypes.c_int64, _u8p, ctypes.c_int,
+                                              ctypes.c_int, ctypes.c_int64, ctypes.c_int]),
 }
 #: The optional symbol each kernel needs.
-_KERNEL_SYMBOL = {"preview": "tryon_resample_nearest_u8c3"}
+_KERNEL_SYMBOL = {"preview": "tryon_resample_nearest_u8c3", "area": "tryon_resize_area_u8c3"}
 
 
 class NativeError(RuntimeError):
@@ -440,6 +446,46 @@ def resample_nearest(src: np.ndarray, src_x: np.ndarray, src_y: np.ndarray, out:
                                          out.ctypes.data, shape[0], shape[1], out.strides[0], xs.ctypes.data,
                                          ys.ctypes.data, num_threads())
     _check(lib, rc, "native resample_nearest")
+    return out
+
+
+def resize_area(src: np.ndarray, out_wh: tuple[int, int], out: np.ndarray | None = None,
+                prefer_native: bool | None = None) -> np.ndarray:
+    """``cv2.resize(src, out_wh, interpolation=cv2.INTER_AREA)`` for a shrink, within one grey level:
+    the face detectors' letterbox (:func:`realtime.geometry.letterbox`'s ``resize``). The native
+    kernel reads every source byte once (vertical pass first); OpenCV's non-integer area resize
+    costs several times that on a large region.
+
+    Args:
+        src: (H, W, 3) uint8 (rows may be strided, pixels packed).
+        out_wh: (width, height) of the result, each at most the source's and at least 1.
+        out: optional (height, width, 3) uint8 to fill (not overlapping ``src``).
+        prefer_native: override :data:`PREFER_NATIVE` for this call.
+
+    Returns:
+        ``out`` (allocated when not given).
+
+    Raises:
+        ValueError: not a (H, W, 3) uint8 image, a size that enlarges or is empty, or ``out``
+            of the wrong shape.
+    """
+    src = np.asarray(src)
+    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
+        raise ValueError(f"src must be (H, W, 3) uint8, got {src.shape} {src.dtype}")
+    out_w, out_h = int(out_wh[0]), int(out_wh[1])
+    if not (1 <= out_w <= src.shape[1] and 1 <= out_h <= src.shape[0]):
+        raise ValueError(f"resize_area shrinks only: {src.shape[1]}x{src.shape[0]} -> {out_w}x{out_h}")
+    shape = (out_h, out_w, 3)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8:
+        raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
+    lib = _use_native("area", prefer_native)
+    if lib is None or not _rows_packed(src, 3) or not _rows_packed(out, 3) or not out.flags.writeable:
+        return cv2.resize(src, (out_w, out_h), dst=out, interpolation=cv2.INTER_AREA)
+    rc = lib.tryon_resize_area_u8c3(src.ctypes.data, src.shape[0], src.shape[1], src.strides[0], out.ctypes.data,
+                                    out_h, out_w, out.strides[0], num_threads())
+    _check(lib, rc, "native resize_area")
     return out
 
 

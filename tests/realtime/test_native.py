@@ -16,7 +16,7 @@ import pytest
 
 from realtime.config import IMAGENET_STD_RGB
 from realtime.geometry import (PreparedAccessory, composite_reference, composite_roi, crop_from_box,
-                               homography_from_quads, warp_crop)
+                               homography_from_quads, letterbox, warp_crop)
 from realtime.live import native
 from realtime.preprocess import background_input
 
@@ -70,6 +70,8 @@ def test_default_choice_per_kernel(monkeypatch):
     monkeypatch.setitem(native.PREFER_NATIVE, "preprocess", None)
     assert native.uses_native("preprocess") == native.available()
     assert native.uses_native("composite") == (native.cpu_path() == "avx2")
+    monkeypatch.setitem(native.PREFER_NATIVE, "area", None)
+    assert native.uses_native("area") == native.available()
     assert not native.uses_native("preprocess", prefer_native=False)
     native.set_prefer_native("composite", True)
     assert native.uses_native("composite") == native.available()
@@ -248,3 +250,64 @@ def test_cuda_kernels_match_cpu(rng):
     torch.cuda.synchronize()
     assert (np.abs(out_d.cpu().numpy() - cpu_in) * GREY).max() <= 1.0 + 1e-3
     assert np.abs(frame_d.cpu().numpy().astype(int) - cpu.astype(int)).max() <= 1
+
+
+# ----------------------------------------------------------------------------- area downscale
+
+@needs_native
+@pytest.mark.parametrize("src_hw,out_wh", [
+    ((1158, 1158), (128, 128)),   # the 4K face window into BlazeFace's input
+    ((480, 640), (128, 96)),      # a 640x480 frame letterboxed whole
+    ((512, 512), (128, 128)),     # integer factor (OpenCV's fast path)
+    ((97, 131), (61, 40)),        # odd sizes
+    ((33, 9), (4, 33)),           # one axis unchanged
+    ((7, 5), (1, 1)),             # everything into one pixel
+])
+def test_resize_area_matches_opencv(rng, src_hw, out_wh):
+    noise = rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 3)
+    for img in (noise, smooth):
+        out = native.resize_area(img, out_wh, prefer_native=True)
+        ref = cv2.resize(img, out_wh, interpolation=cv2.INTER_AREA)
+        assert out.shape == ref.shape
+        assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+@needs_native
+def test_resize_area_strided_rows_out_buffer_and_fallback(rng):
+    frame = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    view = frame[20:260, 30:350]  # rows strided
+    ref = cv2.resize(view, (100, 75), interpolation=cv2.INTER_AREA)
+    out = np.full((75, 100, 3), 7, np.uint8)
+    assert native.resize_area(view, (100, 75), out=out, prefer_native=True) is out
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    # pixels not packed (every other column): the OpenCV reference, exactly
+    assert np.array_equal(native.resize_area(frame[:, ::2], (50, 60), prefer_native=True),
+                          cv2.resize(frame[:, ::2], (50, 60), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(native.resize_area(view, (100, 75), prefer_native=False), ref)
+    with pytest.raises(ValueError, match="shrinks only"):
+        native.resize_area(view, (321, 10))
+    with pytest.raises(ValueError, match="out must be"):
+        native.resize_area(view, (100, 75), out=np.zeros((75, 99, 3), np.uint8))
+
+
+def test_resize_area_without_library_is_opencv(rng, reload_native):
+    reload_native.setenv(native.ENV_LIB, "off")
+    native.load(force=True)
+    img = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    assert np.array_equal(native.resize_area(img, (30, 40), prefer_native=True),
+                          cv2.resize(img, (30, 40), interpolation=cv2.INTER_AREA))
+
+
+@needs_native
+def test_letterbox_with_the_native_shrink_is_the_opencv_letterbox(rng):
+    """The detectors' input (realtime.geometry.letterbox with native.resize_area) equals the
+    cv2 letterbox within one grey level, with the same frame_from_input mapping; enlarged
+    regions keep cv2's bilinear path."""
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 2)
+    for region in ((0.0, 0.0, 1280.0, 720.0), (500.3, 100.7, 400.0, 400.0), (-80.0, 600.0, 300.0, 300.0),
+                   (600.0, 300.0, 60.0, 60.0)):
+        ref, ref_back = letterbox(frame, region, (128, 128))
+        out, back = letterbox(frame, region, (128, 128), native.resize_area)
+        np.testing.assert_array_equal(back, ref_back)
+        assert np.abs(out.astype(int) - ref).max() <= 1, region

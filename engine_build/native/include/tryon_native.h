@@ -2,7 +2,8 @@
  * tryon_native: the per-frame pixel work of the live loop as a plain C ABI.
  *
  * Two kernels, each on the CPU (always built) and in CUDA (built when CMake finds a
- * CUDA toolkit), and a CPU-only nearest-neighbour resample for the preview (3., below):
+ * CUDA toolkit), a CPU-only nearest-neighbour resample for the preview (3., below) and a
+ * CPU-only area downscale for the face detectors' input (after it, below):
  *
  *   1. crop + resize + normalise: a BGR uint8 frame, the 2x3 affine crop_from_frame
  *      (realtime.geometry.crop_from_box) and a size S -> (3, S, S) float32 RGB,
@@ -102,6 +103,17 @@ TRYON_API int tryon_composite_u8c3(uint8_t* frame, int height, int width, int64_
 TRYON_API int tryon_resample_nearest_u8c3(const uint8_t* src, int height, int width, int64_t src_stride,
                                           uint8_t* dst, int out_height, int out_width, int64_t dst_stride,
                                           const int32_t* src_x, const int32_t* src_y, int num_threads);
+
+/* Area (box-filter) downscale, OpenCV's cv2.resize(..., INTER_AREA) for a shrink: each dst
+ * pixel is the mean of the src pixels its footprint [x * sx, (x + 1) * sx) x [y * sy, (y + 1) * sy)
+ * overlaps (sx = width / out_width, sy = height / out_height), partial pixels weighted by
+ * their overlap, in float32, rounded to nearest; within one grey level of OpenCV (the sums
+ * run in another order). Vertical pass first, so every src byte is read once. Shrinks only
+ * (out_width <= width, out_height <= height). dst must not overlap src. Added after ABI 1
+ * without changing it: a loader treats the symbol as optional. */
+TRYON_API int tryon_resize_area_u8c3(const uint8_t* src, int height, int width, int64_t src_stride,
+                                     uint8_t* dst, int out_height, int out_width, int64_t dst_stride,
+                                     int num_threads);
 
 /* ---- CUDA (device pointers) ------------------------------------------------------------ */
 /* 1 when this library was compiled with the CUDA kernels, else 0. */

@@ -1,5 +1,6 @@
-// CPU kernels: fused crop + resize + normalise, warp + alpha composite in place, and the
-// preview's nearest-neighbour resample through index tables.
+// CPU kernels: fused crop + resize + normalise, warp + alpha composite in place, the
+// preview's nearest-neighbour resample through index tables, and the detectors' area
+// (box-filter) downscale.
 //
 // Both walk the output row by row. Per row the inverse mapping is linear in x (affine) or
 // a ratio of two linear functions (homography), so the row's constants are computed once
@@ -9,6 +10,7 @@
 // with the CUDA kernels; cpu_avx2.cpp has bit-identical AVX2 rows, used when the CPU can.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -150,6 +152,45 @@ void resample_row(const uint8_t* src_row, const uint8_t* next_row, const int64_t
   }
 }
 
+
+// acc[i] += weight * row[i], i < n: one source row into the area resize's float row
+// (the AVX2 version in cpu_avx2.cpp is the same loop compiled for AVX2: bit-identical).
+void area_accumulate_row(float* acc, const uint8_t* row, int n, float weight) {
+  for (int i = 0; i < n; ++i) acc[i] += weight * static_cast<float>(row[i]);
+}
+
+// A weighted mean in [0, 255] (plus float error) rounded to uint8 as cv2 does (cvRound).
+inline uint8_t round_u8(float v) { return static_cast<uint8_t>(round_even(std::min(std::max(v, 0.0f), 255.0f))); }
+
+// One source sample of an area-resize output pixel: source index and weight.
+struct AreaTap {
+  int src;
+  float weight;
+};
+
+// The area-resize taps of every output index along one axis (OpenCV's INTER_AREA for a
+// non-integer shrink): output d covers the source interval [d * scale, (d + 1) * scale),
+// scale = ssize / dsize; each source pixel it overlaps gets the overlap length divided by
+// the cell width (partial pixels at both ends, weights summing to 1). Taps of output d are
+// taps[start[d] .. start[d + 1]). An integer scale gives `scale` taps of 1 / scale each,
+// OpenCV's fast path's plain average.
+void area_taps(int ssize, int dsize, std::vector<int>* start, std::vector<AreaTap>* taps) {
+  const double scale = static_cast<double>(ssize) / dsize;
+  start->assign(dsize + 1, 0);
+  taps->clear();
+  for (int d = 0; d < dsize; ++d) {
+    const double f1 = d * scale, f2 = f1 + scale;
+    const double cell = std::min(scale, ssize - f1);
+    int s2 = std::min(static_cast<int>(std::floor(f2)), ssize - 1);
+    const int s1 = std::min(static_cast<int>(std::ceil(f1)), s2);
+    if (s1 - f1 > 1e-3) taps->push_back({s1 - 1, static_cast<float>((s1 - f1) / cell)});
+    for (int s = s1; s < s2; ++s) taps->push_back({s, static_cast<float>(1.0 / cell)});
+    const double tail = std::min(std::min(f2, static_cast<double>(ssize)) - s2, 1.0);
+    if (tail > 1e-3) taps->push_back({s2, static_cast<float>(tail / cell)});
+    (*start)[d + 1] = static_cast<int>(taps->size());
+  }
+}
+
 }  // namespace
 }  // namespace tryon
 
@@ -215,6 +256,49 @@ extern "C" int tryon_resample_nearest_u8c3(const uint8_t* src, int height, int w
     const int next = src_y[std::min(y + 1, out_height - 1)];
     tryon::resample_row(src + src_y[y] * src_stride, src + next * src_stride, off.data(), dst + y * dst_stride,
                         out_width, !(reads_last_column && src_y[y] == height - 1));
+  });
+  return TRYON_OK;
+}
+
+extern "C" int tryon_resize_area_u8c3(const uint8_t* src, int height, int width, int64_t src_stride, uint8_t* dst,
+                                      int out_height, int out_width, int64_t dst_stride, int num_threads) {
+  if (!src || !dst) return tryon::fail(TRYON_E_INVALID, "resize_area: null pointer");
+  if (height < 1 || width < 1 || out_height < 1 || out_width < 1)
+    return tryon::fail(TRYON_E_INVALID, "resize_area: empty image");
+  if (out_height > height || out_width > width)
+    return tryon::fail(TRYON_E_INVALID, "resize_area: shrinks only, got " + std::to_string(width) + "x" +
+                                            std::to_string(height) + " -> " + std::to_string(out_width) + "x" +
+                                            std::to_string(out_height));
+  if (src_stride < 3 * static_cast<int64_t>(width) || dst_stride < 3 * static_cast<int64_t>(out_width))
+    return tryon::fail(TRYON_E_INVALID, "resize_area: row stride smaller than a row");
+  std::vector<int> xs, ys;
+  std::vector<tryon::AreaTap> xt, yt;
+  tryon::area_taps(width, out_width, &xs, &xt);
+  tryon::area_taps(height, out_height, &ys, &yt);
+  const int n = 3 * width;
+  const auto accumulate = tryon::use_avx2() ? tryon::area_accumulate_row_avx2 : tryon::area_accumulate_row;
+  // Vertical first: every source row of an output row is added, weighted, into one float row
+  // (contiguous, so it vectorises and reads each source byte once); then the row is reduced
+  // horizontally through the column taps.
+  tryon::parallel_rows(0, out_height, num_threads, [&](int y) {
+    thread_local std::vector<float> acc;
+    acc.assign(n, 0.0f);
+    for (int t = ys[y]; t < ys[y + 1]; ++t)
+      accumulate(acc.data(), src + yt[t].src * src_stride, n, yt[t].weight);
+    uint8_t* out = dst + y * dst_stride;
+    for (int x = 0; x < out_width; ++x) {
+      float b = 0.0f, g = 0.0f, r = 0.0f;
+      for (int t = xs[x]; t < xs[x + 1]; ++t) {
+        const float w = xt[t].weight;
+        const float* p = acc.data() + 3 * xt[t].src;
+        b += w * p[0];
+        g += w * p[1];
+        r += w * p[2];
+      }
+      out[3 * x] = tryon::round_u8(b);
+      out[3 * x + 1] = tryon::round_u8(g);
+      out[3 * x + 2] = tryon::round_u8(r);
+    }
   });
   return TRYON_OK;
 }
