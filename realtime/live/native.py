@@ -386,6 +386,22 @@ def composite(frame: np.ndarray, acc: PreparedAccessory, frame_from_fg: np.ndarr
     return box
 
 
+def _bgr_u8(src: np.ndarray) -> np.ndarray:
+    src = np.asarray(src)
+    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
+        raise ValueError(f"src must be (H, W, 3) uint8, got {src.shape} {src.dtype}")
+    return src
+
+
+def _out_u8(out: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+    """``out`` checked to be ``shape`` uint8, or a new array of it."""
+    if out is None:
+        return np.empty(shape, np.uint8)
+    if out.shape != shape or out.dtype != np.uint8:
+        raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
+    return out
+
+
 def _index_table(idx: np.ndarray, limit: int, name: str) -> np.ndarray:
     t = np.ascontiguousarray(idx, dtype=np.int32)
     if t.ndim != 1 or t.size < 1:
@@ -426,16 +442,11 @@ def resample_nearest(src: np.ndarray, src_x: np.ndarray, src_y: np.ndarray, out:
     Raises:
         ValueError: an index outside ``src``, or ``out`` of the wrong shape.
     """
-    src = np.asarray(src)
-    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
-        raise ValueError(f"src must be (H, W, 3) uint8, got {src.shape} {src.dtype}")
+    src = _bgr_u8(src)
     xs = _index_table(src_x, src.shape[1], "src_x")
     ys = _index_table(src_y, src.shape[0], "src_y")
     shape = (ys.size, xs.size, 3)
-    if out is None:
-        out = np.empty(shape, np.uint8)
-    elif out.shape != shape or out.dtype != np.uint8:
-        raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
+    out = _out_u8(out, shape)
     lib = _use_native("preview", prefer_native)
     if lib is None or not _rows_packed(src, 3) or not _rows_packed(out, 3) or not out.flags.writeable:
         if max(src.shape[:2]) > 32767:
@@ -469,17 +480,12 @@ def resize_area(src: np.ndarray, out_wh: tuple[int, int], out: np.ndarray | None
         ValueError: not a (H, W, 3) uint8 image, a size that enlarges or is empty, or ``out``
             of the wrong shape.
     """
-    src = np.asarray(src)
-    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
-        raise ValueError(f"src must be (H, W, 3) uint8, got {src.shape} {src.dtype}")
+    src = _bgr_u8(src)
     out_w, out_h = int(out_wh[0]), int(out_wh[1])
     if not (1 <= out_w <= src.shape[1] and 1 <= out_h <= src.shape[0]):
         raise ValueError(f"resize_area shrinks only: {src.shape[1]}x{src.shape[0]} -> {out_w}x{out_h}")
     shape = (out_h, out_w, 3)
-    if out is None:
-        out = np.empty(shape, np.uint8)
-    elif out.shape != shape or out.dtype != np.uint8:
-        raise ValueError(f"out must be {shape} uint8, got {out.shape} {out.dtype}")
+    out = _out_u8(out, shape)
     lib = _use_native("area", prefer_native)
     if lib is None or not _rows_packed(src, 3) or not _rows_packed(out, 3) or not out.flags.writeable:
         return cv2.resize(src, (out_w, out_h), dst=out, interpolation=cv2.INTER_AREA)

@@ -21,6 +21,8 @@ from realtime.live import native
 from realtime.preprocess import background_input
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"native library not built: {native.reason()}")
+needs_area = pytest.mark.skipif(not native.uses_native("area", prefer_native=True),
+                                reason="native library not built, or built before tryon_resize_area_u8c3: rebuild it")
 
 #: One grey level expressed in normalised units, per RGB channel (|diff| * std * 255 <= 1).
 GREY = (np.array(IMAGENET_STD_RGB, dtype=np.float32) * 255.0)[None, :, None, None]
@@ -71,7 +73,7 @@ def test_default_choice_per_kernel(monkeypatch):
     assert native.uses_native("preprocess") == native.available()
     assert native.uses_native("composite") == (native.cpu_path() == "avx2")
     monkeypatch.setitem(native.PREFER_NATIVE, "area", None)
-    assert native.uses_native("area") == native.available()
+    assert native.uses_native("area") == (native.available() and hasattr(native.load(), "tryon_resize_area_u8c3"))
     assert not native.uses_native("preprocess", prefer_native=False)
     native.set_prefer_native("composite", True)
     assert native.uses_native("composite") == native.available()
@@ -254,7 +256,7 @@ def test_cuda_kernels_match_cpu(rng):
 
 # ----------------------------------------------------------------------------- area downscale
 
-@needs_native
+@needs_area
 @pytest.mark.parametrize("src_hw,out_wh", [
     ((1158, 1158), (128, 128)),   # the 4K face window into BlazeFace's input
     ((480, 640), (128, 96)),      # a 640x480 frame letterboxed whole
@@ -273,7 +275,7 @@ def test_resize_area_matches_opencv(rng, src_hw, out_wh):
         assert np.abs(out.astype(int) - ref).max() <= 1
 
 
-@needs_native
+@needs_area
 def test_resize_area_strided_rows_out_buffer_and_fallback(rng):
     frame = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     view = frame[20:260, 30:350]  # rows strided
@@ -299,7 +301,7 @@ def test_resize_area_without_library_is_opencv(rng, reload_native):
                           cv2.resize(img, (30, 40), interpolation=cv2.INTER_AREA))
 
 
-@needs_native
+@needs_area
 def test_letterbox_with_the_native_shrink_is_the_opencv_letterbox(rng):
     """The detectors' input (realtime.geometry.letterbox with native.resize_area) equals the
     cv2 letterbox within one grey level, with the same frame_from_input mapping; enlarged
