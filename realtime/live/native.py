@@ -463,7 +463,7 @@ def resample_nearest(src: np.ndarray, src_x: np.ndarray, src_y: np.ndarray, out:
 def resize_area(src: np.ndarray, out_wh: tuple[int, int], out: np.ndarray | None = None,
                 prefer_native: bool | None = None) -> np.ndarray:
     """``cv2.resize(src, out_wh, interpolation=cv2.INTER_AREA)`` for a shrink, within one grey level:
-    the face detectors' letterbox (:func:`realtime.geometry.letterbox`'s ``resize``). The native
+    the face detectors' letterbox (:func:`realtime.geometry.letterbox`'s ``shrink``). The native
     kernel reads every source byte once (vertical pass first); OpenCV's non-integer area resize
     costs several times that on a large region.
 

@@ -264,6 +264,9 @@ def test_cuda_kernels_match_cpu(rng):
     ((97, 131), (61, 40)),        # odd sizes
     ((33, 9), (4, 33)),           # one axis unchanged
     ((7, 5), (1, 1)),             # everything into one pixel
+    ((1, 50), (10, 1)),           # a 1-row image
+    ((50, 1), (1, 7)),            # a 1-column image
+    ((1, 1), (1, 1)),             # one pixel, unchanged
 ])
 def test_resize_area_matches_opencv(rng, src_hw, out_wh):
     noise = rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8)

@@ -244,19 +244,6 @@ TRYON_AVX2 void preprocess_row_avx2(const uint8_t* frame, int h, int w, int64_t 
   }
 }
 
-// acc[i] += weight * row[i]: 8 bytes widened to 8 floats per step, multiply then add (no FMA),
-// as the scalar loop; the tail runs the scalar expression.
-TRYON_AVX2 void area_accumulate_row_avx2(float* acc, const uint8_t* row, int n, float weight) {
-  const __m256 w = _mm256_set1_ps(weight);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + i));
-    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
-    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(w, v)));
-  }
-  for (; i < n; ++i) acc[i] += weight * static_cast<float>(row[i]);
-}
-
 #else  // no AVX2 rows on this compiler / architecture
 
 bool avx2_usable() { return false; }
@@ -265,8 +252,6 @@ void composite_row_avx2(uint8_t*, const uint8_t*, int, int, int64_t, const Homog
 
 void preprocess_row_avx2(const uint8_t*, int, int, int64_t, const Affine&, int, int, const float*, const float*,
                          float*) {}
-
-void area_accumulate_row_avx2(float*, const uint8_t*, int, float) {}
 
 #endif
 

@@ -21,10 +21,6 @@ void composite_row_avx2(uint8_t* row, const uint8_t* premul, int fg_w, int fg_h,
 void preprocess_row_avx2(const uint8_t* frame, int h, int w, int64_t stride, const Affine& a, int size, int y,
                          const float* mean, const float* inv_std, float* out);
 
-// acc[i] += weight * row[i] for i < n (the area resize's vertical pass), AVX2 codegen of the
-// scalar loop in cpu_kernels.cpp.
-void area_accumulate_row_avx2(float* acc, const uint8_t* row, int n, float weight);
-
 }  // namespace tryon
 
 #endif  // TRYON_NATIVE_CPU_SIMD_H
