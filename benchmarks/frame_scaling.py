@@ -22,8 +22,10 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   the letterbox of the window into the network's input (:func:`realtime.geometry.letterbox`,
   the only part that depends on the frame) and the network run; the letterbox (window and whole
   frame) and the window search with OpenCV's area resize (``_cv2``, before) and with the native
-  one the detectors use (:func:`realtime.live.native.resize_area`, the same pixels within one
-  grey level).
+  one the detectors use (:func:`realtime.live.native.shrink_rows_sampled`: the native area
+  resize, :func:`realtime.live.native.resize_area`, the same pixels within one grey level, over
+  every k-th row on a large shrink); the whole frame also through the native area resize over
+  every row (``full_letterbox_area``, before the rows were sampled).
 * **grey** / **roi, cascade** (the LBP cascade, the detector before BlazeFace; kept for
   reference). Before: a full-frame BGR->grey conversion then the window search; after: only the
   window converted (:meth:`realtime.live.detectors.CascadeDetector.detect` with ``near``).
@@ -46,7 +48,8 @@ iteration, in rotating order, so ratios come from the same moments of a shared m
   the way the app opens it (fitted to the screen).
 * For reference, unchanged stages: **capture** (JPEG decode, quality 90), **preprocess**
   (the native fused crop + normalise, 224 px), and the **full-frame face search** (the default
-  detector and the cascade; run only while nobody is followed, or after a miss).
+  detector and the cascade; run only while nobody is followed, or after a miss); the default
+  detector's also with its letterboxes reading every row (``full_frame_search_area``).
 
     PYTHONPATH=. python benchmarks/frame_scaling.py [--iters 40] [--window] [--cv-threads N] [--tag T]
 
@@ -114,6 +117,17 @@ def _box_preview(frame: np.ndarray, bufs: dict[str, np.ndarray], shown_wh: tuple
         cv2.flip(view, 1, dst=view)
     draw_hud(view, HUD, None, screen_scale=shown_wh[0] / view.shape[1])
     return view
+
+
+def _every_row(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with the detectors' letterbox reading every row (the native area resize, as
+    before :func:`realtime.live.native.shrink_rows_sampled`)."""
+    prev = native.shrink_rows_sampled
+    native.shrink_rows_sampled = native.resize_area
+    try:
+        return fn()
+    finally:
+        native.shrink_rows_sampled = prev
 
 
 def _without_native(kernel: str, fn: Callable[[], Any]) -> Any:
@@ -185,9 +199,11 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, det, window: bool = F
         fns["window_letterbox"] = lambda: letterbox(frame, region, (det.size, det.size), native.resize_area)
         fns["window_letterbox_cv2"] = lambda: letterbox(frame, region, (det.size, det.size))
         whole = (0.0, 0.0, float(w), float(h))
-        fns["full_letterbox"] = lambda: letterbox(frame, whole, (det.size, det.size), native.resize_area)
+        fns["full_letterbox"] = lambda: letterbox(frame, whole, (det.size, det.size), native.shrink_rows_sampled)
+        fns["full_letterbox_area"] = lambda: letterbox(frame, whole, (det.size, det.size), native.resize_area)
         fns["full_letterbox_cv2"] = lambda: letterbox(frame, whole, (det.size, det.size))
         fns["window_search_cv2"] = lambda: _without_native("area", lambda: det.detect(frame, face))
+        fns["full_frame_search_area"] = lambda: _every_row(lambda: det.detect(frame))
         fns["window_network"] = lambda: det.raw(net_in)
     win = None
     if window:
@@ -261,12 +277,12 @@ def to_markdown(report: dict[str, Any]) -> str:
                      f"(x{q['display']:.2f}{shown}) | "
                      f"{m['window_search']['p50']:.2f} -> **{pf['tracking_ms']:.2f} / {pf['confirmed_ms']:.2f}** | "
                      f"{m['preprocess']['p50']:.2f} | {m['capture']['p50']:.2f} |")
-    lines += ["", f"The window search's parts, the full-frame search (run while nobody is followed or after a miss), "
+    lines += ["", "The window search's parts, the full-frame search (run while nobody is followed or after a miss), "
               "and the LBP cascade (the detector before BlazeFace, for reference; its grey conversion before -> after "
               "is issue 14's window-only conversion), p50 ms:", "",
               f"| resolution | {det} window search: letterbox OpenCV area -> native area / network | {det} window "
-              "search, OpenCV -> native letterbox | whole-frame letterbox, OpenCV -> native | "
-              f"{det} full-frame search | cascade: grey "
+              "search, OpenCV -> native letterbox | whole-frame letterbox, OpenCV -> native area -> rows sampled | "
+              f"{det} full-frame search (every row -> rows sampled) | cascade: grey "
               "conversion before -> after | cascade: window search (grey + search) before -> after | cascade: "
               "full-frame search |", "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
@@ -277,11 +293,15 @@ def to_markdown(report: dict[str, Any]) -> str:
 
         parts = (f"{m['window_letterbox_cv2']['p50']:.2f} -> **{m['window_letterbox']['p50']:.2f}** / "
                  f"{m['window_network']['p50']:.2f}" if "window_letterbox" in m else "-")
-        whole = (f"{m['full_letterbox_cv2']['p50']:.2f} -> **{m['full_letterbox']['p50']:.2f}**"
-                 if "full_letterbox" in m else "-")
+        whole = "-" if "full_letterbox" not in m else (
+            f"{m['full_letterbox_cv2']['p50']:.2f} -> {m['full_letterbox_area']['p50']:.2f} -> "
+            f"**{m['full_letterbox']['p50']:.2f}**" if "full_letterbox_area" in m else
+            f"{m['full_letterbox_cv2']['p50']:.2f} -> **{m['full_letterbox']['p50']:.2f}**")
         search = (f"{m['window_search_cv2']['p50']:.2f} -> **{m['window_search']['p50']:.2f}**"
                   if "window_search_cv2" in m else f"{m['window_search']['p50']:.2f}")
-        lines.append(f"| {r['resolution']} | {parts} | {search} | {whole} | {m['full_frame_search']['p50']:.2f} | "
+        full = (f"{m['full_frame_search_area']['p50']:.2f} -> **{m['full_frame_search']['p50']:.2f}**"
+                if "full_frame_search_area" in m else f"{m['full_frame_search']['p50']:.2f}")
+        lines.append(f"| {r['resolution']} | {parts} | {search} | {whole} | {full} | "
                      f"{pair('grey')} | {pair('roi')} | {m['roi_full_frame_search']['p50']:.2f} |")
     if any("window" in r["ratio_after_to_before_p50"] for r in report["results"]):
         lines += ["", f"Window (preview + `Window.show`: cv2.imshow + the 1 ms key poll; screen {report['screen']}), "

@@ -266,8 +266,9 @@ def letterbox(frame: np.ndarray, region_xywh: tuple[float, float, float, float],
     Returns (image, frame_from_input 2x3 affine; None when the region holds under 2x2 frame
     pixels). The resize is ``cv2.resize`` (area when shrinking), which maps pixel centres:
     src = (dst + 0.5) / s - 0.5, then shifted by the region's origin. ``shrink(crop, (w, h))``
-    replaces the area resize when given (the live detectors pass the native kernel,
-    :func:`realtime.live.native.resize_area`: the same pixels within one grey level).
+    replaces the area resize when given (the live detectors pass
+    :func:`realtime.live.native.shrink_rows_sampled`: the native area kernel, the same pixels
+    within one grey level, reading every k-th row on a large shrink such as a whole 4K frame).
     """
     x0, y0, side_w, side_h = region_xywh
     out_w, out_h = out_wh

@@ -307,7 +307,8 @@ class TryonFaceDetector(GraphDetector):
         return kept
 
     def _faces(self, frame: np.ndarray, x0: float, y0: float, side_w: float, side_h: float) -> list[FaceBox]:
-        image, back = letterbox(frame, (x0, y0, side_w, side_h), (self.input_w, self.input_h), native.resize_area)
+        image, back = letterbox(frame, (x0, y0, side_w, side_h), (self.input_w, self.input_h),
+                                native.shrink_rows_sampled)
         if back is None:
             return []
         out = []
@@ -434,7 +435,7 @@ class BlazeFaceDetector(GraphDetector):
         pixels: [(score, box xyxy, keypoints (6, 2))], best first (the parity check's view)."""
         h, w = frame.shape[:2]
         image, back = letterbox(frame, region_xywh or (0.0, 0.0, float(w), float(h)), (self.size, self.size),
-                                native.resize_area)
+                                native.shrink_rows_sampled)
         if back is None:
             return []
         out = self.raw(image)

@@ -316,3 +316,46 @@ def test_letterbox_with_the_native_shrink_is_the_opencv_letterbox(rng):
         out, back = letterbox(frame, region, (128, 128), native.resize_area)
         np.testing.assert_array_equal(back, ref_back)
         assert np.abs(out.astype(int) - ref).max() <= 1, region
+
+
+@pytest.mark.parametrize("height, out_height, step", [
+    (2160, 72, 5),    # a whole 4K frame into BlazeFace's 128 px input: 30 rows per output row
+    (2160, 128, 2),   # the same frame, portrait (16.9 rows)
+    (1080, 72, 2),    # a whole 1080p frame (15 rows)
+    (1080, 96, 1),    # 11 rows per output row: under 2 x 6, every row
+    (480, 96, 1),
+    (4001, 10, 66),   # odd height
+    (5, 1, 1),
+])
+def test_sampled_rows_keep_enough_rows_evenly_and_centred(height, out_height, step):
+    rows = native.sampled_rows(height, out_height)
+    kept = np.arange(height)[rows]
+    assert (rows.step or 1) == step
+    assert len(kept) >= native.SAMPLED_ROWS_PER_OUTPUT * out_height or step == 1
+    assert kept[0] >= 0 and kept[-1] < height
+    assert abs(kept.mean() - (height - 1) / 2) <= 0.5  # centred: the letterbox's mapping holds
+    if step > 1:  # no more rows than k allows: kept rows cover all but under k rows of the image
+        assert height - (kept[-1] - kept[0] + 1) < 2 * step
+
+
+def test_shrink_rows_sampled_is_resize_area_on_small_shrinks_and_close_on_large(rng):
+    """Up to 12 rows per output row it is resize_area exactly; on a whole 4K frame it reads
+    every 5th row, giving the area result within a grey level on smooth content, and a
+    horizontal edge lands on the same output row (nothing shifts vertically)."""
+    small = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    for prefer in (True, False):
+        assert np.array_equal(native.shrink_rows_sampled(small, (128, 96), prefer_native=prefer),
+                              native.resize_area(small, (128, 96), prefer_native=prefer))
+    smooth = cv2.resize(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8), (3840, 2160), interpolation=cv2.INTER_CUBIC)
+    for prefer in (True, False):
+        out = native.shrink_rows_sampled(smooth, (128, 72), prefer_native=prefer)
+        ref = cv2.resize(smooth, (128, 72), interpolation=cv2.INTER_AREA)
+        assert out.shape == ref.shape and np.abs(out.astype(int) - ref).max() <= 1
+    edge = np.zeros((2160, 3840, 3), np.uint8)
+    edge[1215:] = 200  # boundary at output row 40.5 -> row 40 half grey
+    out = native.shrink_rows_sampled(edge, (128, 72))
+    ref = cv2.resize(edge, (128, 72), interpolation=cv2.INTER_AREA)
+    assert np.abs(out[:, 64].astype(int) - ref[:, 64]).max() <= 200 / 6 + 1  # one kept row of six off at most
+    assert np.array_equal(out[:40], ref[:40]) and np.array_equal(out[41:], ref[41:])
+    with pytest.raises(ValueError, match="src must be"):
+        native.shrink_rows_sampled(np.zeros((100, 100), np.uint8), (10, 10))
