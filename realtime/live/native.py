@@ -528,7 +528,8 @@ def shrink_rows_sampled(src: np.ndarray, out_wh: tuple[int, int], out: np.ndarra
     Arguments and errors as :func:`resize_area`.
     """
     src = _bgr_u8(src)
-    return resize_area(src[sampled_rows(src.shape[0], int(out_wh[1]), rows_per_output)], out_wh, out=out, prefer_native=prefer_native)
+    rows = sampled_rows(src.shape[0], int(out_wh[1]), rows_per_output)
+    return resize_area(src[rows], out_wh, out=out, prefer_native=prefer_native)
 
 
 # --------------------------------------------------------------------------------------
