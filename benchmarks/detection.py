@@ -165,7 +165,8 @@ def variants(img: np.ndarray, box: np.ndarray, rng: np.random.Generator, rolls: 
 def _skimage(name: str) -> np.ndarray:
     import skimage.data
 
-    img = getattr(skimage.data, name)()
+    # binary_blobs draws new blobs on every call: seeded, so that a run's no-face images repeat
+    img = skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skimage.data, name)()
     if img.ndim == 2:
         img = np.stack([img] * 3, -1)
     img = img[..., :3].astype(np.float64) if img.dtype == bool else img[..., :3]
