@@ -5,8 +5,10 @@ the try-on cannot run, ``info``), what was found and, when it is not ``ok``, the
 :func:`run_user_checks` runs them all in well under a second (no model is loaded):
 
 * CPU runtime and precision: the CPU, torch and its threads, bf16 in hardware
-  (AVX512-BF16 / AMX, then ``--precision bf16`` pays) or not (fp32);
-* backends: torch, onnxruntime (and its providers), TensorRT: which import;
+  (AVX512-BF16 / AMX: the default OpenVINO backend then runs bf16 for the models that passed
+  their bf16 keypoint check) or not (fp32);
+* backends: torch, onnxruntime (and its providers), OpenVINO (and the CPU capabilities it
+  sees), TensorRT: which import, and which one ``--backend auto`` runs on the CPU;
 * cameras: the indices that deliver a frame;
 * display: whether the live window can open;
 * H.264 recording: PyAV with an H.264 encoder (else the OpenCV writer's MPEG-4 Part 2);
@@ -38,6 +40,11 @@ OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 #: The Linux command that creates a virtual camera browsers and video-call apps can see.
 V4L2LOOPBACK_FIX = ("sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback devices=1 exclusive_caps=1 "
                     "card_label=tryon (exclusive_caps=1: browsers and video-call apps list only such cameras)")
+
+
+#: What to do on a CPU that computes bf16 natively.
+BF16_FIX = ("the default (--backend auto --precision auto) runs OpenVINO in bf16 for each model that passed its "
+            "bf16 keypoint check (the log says which, and why not); --precision bf16 forces it")
 
 
 @dataclass(frozen=True)
@@ -77,22 +84,36 @@ def check_cpu(flags: set[str] | None = None) -> Check:
     if flags is None:
         return Check("CPU runtime", INFO, f"{base}; bf16 support unknown (no /proc/cpuinfo)",
                      "try --precision bf16 and compare the HUD's inference time (d key) with fp32")
-    if "amx_bf16" in flags:
-        return Check("CPU runtime", OK, f"{base}; bf16 in hardware (AMX)", "use --precision bf16 (fastest here)")
-    if "avx512_bf16" in flags:
-        return Check("CPU runtime", OK, f"{base}; bf16 in hardware (AVX512-BF16)", "--precision bf16 may be faster")
+    for flag, hw in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")):
+        if flag in flags:
+            return Check("CPU runtime", OK, f"{base}; bf16 in hardware ({hw})", BF16_FIX)
     simd = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     status = OK if "avx2" in flags else WARN
     return Check("CPU runtime", status, f"{base}; no bf16 hardware ({simd}): fp32 is the precision to use",
                  "" if status == OK else "this CPU lacks AVX2: expect a low frame rate; use a smaller --resolution")
 
 
-def check_backends() -> Check:
-    """Which inference runtimes import."""
+def openvino_cpu() -> str:
+    """The CPU capabilities OpenVINO reports (``FP32, INT8, BIN, ...``; ``BF16`` where it computes
+    bf16 natively), or why they could not be read."""
+    try:
+        from realtime.backends.openvino_backend import cpu_capabilities, shared_core
+
+        return ", ".join(cpu_capabilities(shared_core()))
+    except Exception as exc:  # noqa: BLE001 - a broken install is reported, not raised
+        return f"cannot query the CPU plugin: {exc}"
+
+
+def check_backends(openvino_caps: Callable[[], str] = openvino_cpu) -> Check:
+    """Which inference runtimes import, and which one ``--backend auto`` runs on the CPU."""
     have = []
-    for mod, dist in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt")):
+    for mod, dist in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
+                      ("tensorrt", "tensorrt")):
         if importlib.util.find_spec(mod) is not None:
             have.append(f"{mod} {_version(dist) or '?'}")
+    names = [h.split()[0] for h in have]
+    if "openvino" in names:
+        have[names.index("openvino")] += f" (CPU: {openvino_caps()})"
     if "onnxruntime" in " ".join(have):
         try:
             providers = importlib.import_module("onnxruntime").get_available_providers()
@@ -102,7 +123,12 @@ def check_backends() -> Check:
     if not any(h.startswith(("torch", "onnxruntime")) for h in have):
         return Check("backends", FAIL, "neither torch nor onnxruntime imports",
                      "pip install torch==2.13.0 (CPU build) then pip install -e . (README)")
-    return Check("backends", OK, ", ".join(have))
+    cpu_default = next(n for n in ("openvino", "onnxruntime", "torch") if n in names)
+    found = f"{', '.join(have)}; on the CPU --backend auto runs {cpu_default}"
+    if cpu_default != "openvino":
+        return Check("backends", WARN, found, "pip install 'openvino>=2024.2' (installed with the package: the "
+                                              "fastest CPU runtime measured, benchmarks/README.md)")
+    return Check("backends", OK, found)
 
 
 def check_cameras(lister: Callable[[], list[tuple[int, str]]] | None = None) -> Check:

@@ -390,6 +390,25 @@ def test_doctor_lines_say_what_to_fix(tmp_path, monkeypatch):
         assert name in text
 
 
+def test_doctor_names_the_cpu_runtime_auto_runs(monkeypatch):
+    """OpenVINO is the CPU default: the backends line lists it with the CPU capabilities it
+    sees and says auto runs it; without it the line warns and names the install."""
+    import importlib.util
+
+    from realtime.live import doctor
+
+    if importlib.util.find_spec("openvino") is not None:
+        line = doctor.check_backends(lambda: "FP32, INT8, BF16")
+        assert line.status == "ok" and "openvino" in line.found and "(CPU: FP32, INT8, BF16)" in line.found
+        assert line.found.endswith("--backend auto runs openvino")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    line = doctor.check_backends(lambda: pytest.fail("OpenVINO queried although absent"))
+    assert line.status == "warn" and "openvino" not in line.found.split(";")[0]
+    assert "auto runs onnxruntime" in line.found and "pip install 'openvino" in line.fix
+    assert "bf16 keypoint check" in doctor.check_cpu({"avx2", "avx512_bf16"}).fix
+
+
 def test_window_size_is_the_frame_fitted_to_the_screen():
     from realtime.live.window import fit_size
 
