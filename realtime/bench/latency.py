@@ -69,8 +69,8 @@ BENCH_STAGES: tuple[str, ...] = ("capture", "roi", "preprocess", "infer", "decod
 STAGE_NOTES: dict[str, str] = {
     "capture": "cv2.imdecode of the frame's in-memory JPEG (a MJPG webcam's decode; done on the capture "
                "thread in the app)",
-    "roi": "face tracker update (LBP cascade window search every 5th frame, full-frame search when lost) and "
-           "the crop transform",
+    "roi": "face tracker update (the face detector's window search every 5th frame, every 30th once the network "
+           "confirms the face; the full-frame search when lost) and the crop transform",
     "preprocess": "crop + resize + BGR->RGB + ImageNet normalise -> (1, 3, S, S) float32 (optimised: native "
                   "fused kernel; naive: cv2.warpAffine + cvtColor + NumPy)",
     "infer": "backend.infer + backend.synchronize: host input -> heatmaps as host float32 (includes any H2D/D2H); "

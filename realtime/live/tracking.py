@@ -6,7 +6,8 @@ lives in :mod:`realtime.framing`, shared with training.
 Pipeline of this stage (:class:`RoiTracker`):
 
 1. **Detect** the face with a :class:`~realtime.live.detectors.FaceDetector` chosen by name
-   (:mod:`realtime.live.detectors`: the LBP cascade bundled with scikit-image, dlib's HOG).
+   (:mod:`realtime.live.detectors`: MediaPipe's BlazeFace, the default; the project's own
+   ``tryon-face``; the LBP cascade bundled with scikit-image; dlib's HOG).
    While nobody is followed, each detection attempt that finds nobody upright also searches
    one extra view (rotated by +-30 / +-60 degrees, or padded), in turn
    (:data:`~realtime.live.detectors.ACQUIRE_VIEWS`). Detection runs at start, every
