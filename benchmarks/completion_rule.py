@@ -77,13 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             faces.append((img, found[0]))
     if not faces:
         raise SystemExit(f"no face found on the TEST photos under {args.faces}")
-    rng = np.random.default_rng(0)
-    negatives = []
-    for img in (D._skimage(p) for p in D.NO_FACE_IMAGES):
-        h, w = img.shape[:2]
-        for _ in range(6):
-            s = rng.uniform(0.15, 0.5) * h
-            negatives.append((img, FaceBox(rng.uniform(s / 2, w - s / 2), rng.uniform(s / 2, h - s / 2), s, 1.0)))
+    negatives = D.no_face_crops()
     resolver, catalogue = ModelResolver(threads=1), load_catalogue((), None)
     report: dict[str, Any] = {"kind": "completion_rule", **environment(1), "detector": det.name,
                               "test_photos": len(photos), "faces": len(faces), "negatives": len(negatives),

@@ -44,7 +44,6 @@ be measured again beside a new one.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import os
 import tempfile
@@ -173,6 +172,20 @@ def _skimage(name: str) -> np.ndarray:
     if img.dtype != np.uint8:
         img = (255 * (img.astype(np.float64) - img.min()) / max(1e-9, float(np.ptp(img)))).astype(np.uint8)
     return np.ascontiguousarray(img[..., ::-1])
+
+
+def no_face_crops(per_image: int = 6, seed: int = 0) -> list[tuple[np.ndarray, FaceBox]]:
+    """``per_image`` random face-sized boxes (side 15-50 % of the height, inside the picture) on
+    each scikit-image no-face picture: where a presence check must say "nobody"
+    (``benchmarks/presence.py``, ``benchmarks/completion_rule.py``)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for img in (_skimage(p) for p in NO_FACE_IMAGES):
+        h, w = img.shape[:2]
+        for _ in range(per_image):
+            s = rng.uniform(0.15, 0.5) * h
+            out.append((img, FaceBox(rng.uniform(s / 2, w - s / 2), rng.uniform(s / 2, h - s / 2), s, 1.0)))
+    return out
 
 
 def negatives(n: int, seed: int = 0) -> list[np.ndarray]:

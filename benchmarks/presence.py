@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from realtime.backends.resolver import ModelResolver
-from realtime.framing import FaceBox, roi_config, roi_from_face
+from realtime.framing import roi_config, roi_from_face
 from realtime.live import native
 from realtime.live.detectors import make_detector
 from realtime.preprocess import foreground_input
@@ -32,8 +32,7 @@ photos = [(f, n) for (f, n), e in split.files.items() if e[0] == "test"]
 photos = sorted(photos)[::int(sys.argv[1]) if len(sys.argv) > 1 else 1]
 det = make_detector("cascade")
 res = ModelResolver(threads=1)
-rng = np.random.default_rng(0)
-negs = [D._skimage(p) for p in D.NO_FACE_IMAGES]
+negs = D.no_face_crops()  # the same crops for every category (until 2026-12-02 each drew its own from one generator)
 out = {}
 from realtime.live.app import load_catalogue
 from realtime.live.pipeline import TryOnPipeline
@@ -56,11 +55,8 @@ for c in ("glasses", "hat", "tie"):
         faces = det.detect(img)
         if faces:
             pos.append(conf(img, faces[0]))
-    for img in negs:
-        h, w = img.shape[:2]
-        for _ in range(6):
-            s = rng.uniform(0.15, 0.5) * h
-            neg.append(conf(img, FaceBox(rng.uniform(s / 2, w - s / 2), rng.uniform(s / 2, h - s / 2), s, 1.0)))
+    for img, box in negs:
+        neg.append(conf(img, box))
     pos, neg = np.array(pos), np.array(neg)
     rows = {t: (float((pos >= t).mean()), float((neg >= t).mean())) for t in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)}
     out[c] = {"pos_n": len(pos), "neg_n": len(neg), "pos_pct": np.percentile(pos, [5, 25, 50]).round(3).tolist(),
