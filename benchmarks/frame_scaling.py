@@ -79,6 +79,7 @@ from realtime.live.window import fit_size
 from realtime.live.detectors import DEFAULT_DETECTOR, BlazeFaceDetector, CascadeDetector, make_detector
 from realtime.procedural import bundled_accessories
 from realtime.sysinfo import hardware_info, summarize_ms
+from sampled_letterbox import every_row  # benchmarks/ is on sys.path when this script runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
@@ -117,17 +118,6 @@ def _box_preview(frame: np.ndarray, bufs: dict[str, np.ndarray], shown_wh: tuple
         cv2.flip(view, 1, dst=view)
     draw_hud(view, HUD, None, screen_scale=shown_wh[0] / view.shape[1])
     return view
-
-
-def _every_row(fn: Callable[[], Any]) -> Any:
-    """``fn()`` with the detectors' letterbox reading every row (the native area resize, as
-    before :func:`realtime.live.native.shrink_rows_sampled`)."""
-    prev = native.shrink_rows_sampled
-    native.shrink_rows_sampled = native.resize_area
-    try:
-        return fn()
-    finally:
-        native.shrink_rows_sampled = prev
 
 
 def _without_native(kernel: str, fn: Callable[[], Any]) -> Any:
@@ -203,7 +193,7 @@ def bench_resolution(size_wh: tuple[int, int], iters: int, det, window: bool = F
         fns["full_letterbox_area"] = lambda: letterbox(frame, whole, (det.size, det.size), native.resize_area)
         fns["full_letterbox_cv2"] = lambda: letterbox(frame, whole, (det.size, det.size))
         fns["window_search_cv2"] = lambda: _without_native("area", lambda: det.detect(frame, face))
-        fns["full_frame_search_area"] = lambda: _every_row(lambda: det.detect(frame))
+        fns["full_frame_search_area"] = lambda: every_row(lambda: det.detect(frame))
         fns["window_network"] = lambda: det.raw(net_in)
     win = None
     if window:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -87,20 +87,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def with_shrink(shrink: Any, fn: Any) -> Any:
-    """``fn()`` with the detectors' letterbox shrink replaced by ``shrink``."""
-    saved = native.shrink_rows_sampled
-    native.shrink_rows_sampled = shrink
+def every_row(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with the detectors' letterbox reading every row (the native area resize, as
+    before :func:`realtime.live.native.shrink_rows_sampled`); ``benchmarks/frame_scaling.py``
+    times the full-frame search through it too."""
+    sampled = native.shrink_rows_sampled
+    native.shrink_rows_sampled = native.resize_area
     try:
         return fn()
     finally:
-        native.shrink_rows_sampled = saved
+        native.shrink_rows_sampled = sampled
 
 
 def compare(det: Any, frame: np.ndarray) -> dict[str, Any]:
-    sampled, area = native.shrink_rows_sampled, native.resize_area
-    raw = {k: with_shrink(fn, lambda: det.detections(frame)) for k, fn in (("area", area), ("sampled", sampled))}
-    full = {k: with_shrink(fn, lambda: det.detect(frame)) for k, fn in (("area", area), ("sampled", sampled))}
+    raw = {"area": every_row(lambda: det.detections(frame)), "sampled": det.detections(frame)}
+    full = {"area": every_row(lambda: det.detect(frame)), "sampled": det.detect(frame)}
     row: dict[str, Any] = {"raw_found": {k: len(v) for k, v in raw.items()},
                            "search_found": {k: len(v) for k, v in full.items()}}
     if raw["area"] and raw["sampled"]:
